@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -26,7 +27,7 @@ from foresplat_ns.synth.config import ConfigError, SceneConfig
 from foresplat_ns.synth.generate import generate_corpus, generate_scene, scene_seed
 from foresplat_ns.synth.layout import SCENE_RADIUS, sample_scene
 from foresplat_ns.synth.primitives import Quad, Scene, Sphere
-from foresplat_ns.synth.raycast import render_view, render_views
+from foresplat_ns.synth.raycast import render_view, render_views, trace
 from foresplat_ns.synth.textures import COLOUR_PHOTOS, GREY_PHOTOS, PATTERNS, Texture, pattern_texture, photo_texture
 from foresplat_ns.synth.writer import OutputNotEmptyError
 
@@ -73,13 +74,28 @@ def test_same_seed_gives_identical_files_and_another_seed_a_different_scene(tmp_
     generate_scene(config, tmp_path / "b")
     generate_scene(SceneConfig(seed=4, **TINY), tmp_path / "c")
     files_a, files_b, files_c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
-    assert len(files_a) == 2 * 4 + 2  # images, depths, transforms.json, scene.json
+    # images, depths, transforms.json, scene.json; colmap/sparse/0/*.txt, sparse_pc.ply, 3 split lists
+    assert len(files_a) == 2 * 4 + 2 + 3 + 1 + 3
     assert files_a == files_b
     assert files_a.keys() == files_c.keys()
     assert files_a["scene.json"] != files_c["scene.json"]
     assert files_a["images/frame_00000.png"] != files_c["images/frame_00000.png"]
     assert first == {"seed": 3, "num_views": 4, "num_train_views": 3, "num_eval_views": 1}
     assert json.loads(files_a["scene.json"])["seed"] == 3
+
+    # Without the COLMAP export the nerfstudio-format files are the same, and transforms.json lacks only the
+    # two keys that keep nerfstudio's own dataparser from mistaking the scene for ns-process-data output.
+    generate_scene(dataclasses.replace(config, colmap=False), tmp_path / "d")
+    files_d = _files(tmp_path / "d")
+    assert sorted(files_d) == sorted(k for k in files_a if k.startswith(("images/", "depth/"))) + [
+        "scene.json",
+        "transforms.json",
+    ]
+    assert all(files_d[k] == files_a[k] for k in files_d if k.startswith(("images/", "depth/")))
+    with_colmap, without = json.loads(files_a["transforms.json"]), json.loads(files_d["transforms.json"])
+    assert with_colmap.pop("ply_file_path") == "sparse_pc.ply"
+    assert with_colmap.pop("applied_transform") == np.eye(4)[:3].tolist()
+    assert with_colmap == without
 
 
 def test_written_images_and_depths_match_the_in_memory_render(tmp_path):
@@ -327,7 +343,12 @@ def test_non_empty_output_is_refused_unless_overwrite(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     entrypoint(["--output", str(tmp_path), "--overwrite", *small])
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["depth", "images", "notes.txt", "scene.json", "transforms.json"]  # the old corpus is gone
+    scene_files = ["colmap", "depth", "images", "notes.txt", "scene.json", "sparse_pc.ply", "test_list.txt"]
+    assert names == [*scene_files, "train_list.txt", "transforms.json", "val_list.txt"]  # the old corpus is gone
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    entrypoint(["--output", str(tmp_path), "--overwrite", "--no-colmap", *small])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["depth", "images", "notes.txt", "scene.json", "transforms.json"]  # no stale COLMAP model
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
@@ -336,7 +357,7 @@ def test_cli_writes_a_corpus_end_to_end(tmp_path, capsys):
     entrypoint(
         ["--output", str(out), "--num-scenes", "2", "--seed", "4", "--resolution", "24", "--width", "32",
          "--num-views", "5", "--num-eval-views", "2", "--cameras", "hemisphere", "--no-depth", "--supersample", "1",
-         "--num-objects", "2", "3"]
+         "--num-objects", "2", "3", "--colmap-points", "300"]
     )  # fmt: skip
     index = json.loads((out / "index.json").read_text())
     assert [s["name"] for s in index["scenes"]] == ["scene_00000", "scene_00001"]
@@ -345,6 +366,8 @@ def test_cli_writes_a_corpus_end_to_end(tmp_path, capsys):
     assert (meta["w"], meta["h"]) == (32, 24) and len(meta["val_filenames"]) == 2
     assert all("depth_file_path" not in frame for frame in meta["frames"])
     assert not (out / "scene_00001" / "depth").exists()
+    points = (out / "scene_00001" / "colmap/sparse/0/points3D.txt").read_text().splitlines()
+    assert len([line for line in points if not line.startswith("#")]) == 300  # sampled from depth not written
     assert Image.open(out / "scene_00001" / "images" / "frame_00004.png").size == (32, 24)
     assert "wrote 2 scenes" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
@@ -370,8 +393,169 @@ def test_config_rejects_values_the_generator_cannot_honour():
         dict(resolution=4),
         dict(camera_distance=1.0),
         dict(seed=-1),
+        dict(colmap_points=0),
     ):
         with pytest.raises(ConfigError):
             SceneConfig(**bad)
     assert SceneConfig(resolution=48, width=64).image_size == (48, 64)
     assert math.isclose(pinhole_intrinsics(64, 48, 90.0)[0], 32.0)
+
+
+# -- COLMAP export -------------------------------------------------------------------------------
+COLMAP_CONFIG = SceneConfig(seed=7, resolution=48, width=64, num_views=8, num_eval_views=2, fov_deg=60.0)
+COLMAP_TO_NERFSTUDIO = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+"""Generator world (y up) -> the colmap dataparser's default world (z up): +90 degrees about x."""
+NO_NORMALISATION = dict(orientation_method="none", center_method="none", auto_scale_poses=False)
+
+
+@pytest.fixture(scope="module")
+def colmap_scene(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("colmap") / "scene"
+    generate_scene(COLMAP_CONFIG, root)
+    return root
+
+
+def _data_lines(path: Path) -> list:
+    return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+
+def _poses(outputs) -> torch.Tensor:
+    return outputs.cameras.camera_to_worlds.double()
+
+
+def test_colmap_model_loads_with_nerfstudios_colmap_dataparser(colmap_scene):
+    from nerfstudio.cameras.cameras import CameraType
+    from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+
+    sparse = colmap_scene / "colmap/sparse/0"
+    fx, fy, cx, cy = pinhole_intrinsics(64, 48, 60.0)
+    assert _data_lines(sparse / "cameras.txt") == [f"1 PINHOLE 64 48 {fx!r} {fy!r} {cx!r} {cy!r}"]
+    image_lines = _data_lines(sparse / "images.txt")
+    assert len(image_lines) == 2 * 8
+    assert [line.split()[8:] for line in image_lines[::2]] == [["1", f"frame_{i:05d}.png"] for i in range(8)]
+    assert image_lines[2 * 2 + 1] == image_lines[2 * 6 + 1] == ""  # held-out views observe no points
+    num_points = len(_data_lines(sparse / "points3D.txt"))
+    assert num_points == COLMAP_CONFIG.colmap_points == 4000
+
+    meta = json.loads((colmap_scene / "transforms.json").read_text())
+    parser = ColmapDataParserConfig(data=colmap_scene).setup()  # every option at its default
+    for split, key in (("train", "train_filenames"), ("val", "val_filenames"), ("test", "test_filenames")):
+        outputs = parser.get_dataparser_outputs(split)
+        assert [f"images/{p.name}" for p in outputs.image_filenames] == meta[key]  # the same split
+        cameras = outputs.cameras
+        assert torch.all(cameras.width == 64) and torch.all(cameras.height == 48)
+        assert torch.allclose(cameras.fx, torch.tensor(fx)) and torch.allclose(cameras.fy, torch.tensor(fy))
+        assert torch.all(cameras.cx == cx) and torch.all(cameras.cy == cy)
+        assert torch.all(cameras.camera_type == CameraType.PERSPECTIVE.value)
+        assert torch.all(cameras.distortion_params == 0)
+        assert outputs.metadata["depth_filenames"] is None
+        assert outputs.metadata["points3D_xyz"].shape == (num_points, 3)
+        assert outputs.metadata["points3D_rgb"].shape == (num_points, 3)
+
+    # The depth maps are found where they are, and the one-observation tracks load as 2D matches.
+    outputs = ColmapDataParserConfig(data=colmap_scene, depths_path=Path("depth"), max_2D_matches_per_3D_point=-1)
+    outputs = outputs.setup().get_dataparser_outputs("train")
+    depth_files = outputs.metadata["depth_filenames"]
+    assert [p.name for p in depth_files] == [p.name for p in outputs.image_filenames]
+    assert all(p.is_file() and p.parent.name == "depth" for p in depth_files)
+    assert outputs.metadata["points3D_image_ids"].shape == (num_points, 1)
+    assert set(outputs.metadata["points3D_image_ids"][:, 0].tolist()) == {1, 2, 4, 5, 6, 8}  # the train views
+    xy = outputs.metadata["points3D_points2D_xy"]
+    assert xy.shape == (num_points, 1, 2) and torch.all((xy % 1) == 0.5)  # pixel centres
+
+
+def test_colmap_cameras_and_points_match_transforms_json(colmap_scene):
+    from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    _, cameras = sample_scene(COLMAP_CONFIG)
+    train = [0, 1, 3, 4, 5, 7]
+    # Unnormalised: nerfstudio's parser gives the generator's poses, the colmap one the same turned z-up.
+    # load_3D_points=True also checks that the COLMAP folder does not send nerfstudio's parser to its prompt.
+    ours = NerfstudioDataParserConfig(data=colmap_scene, load_3D_points=True, **NO_NORMALISATION)
+    ours = ours.setup().get_dataparser_outputs("train")
+    colmap = ColmapDataParserConfig(data=colmap_scene, **NO_NORMALISATION).setup().get_dataparser_outputs("train")
+    expected = cameras.camtoworlds[train, :3]
+    assert torch.allclose(_poses(ours), expected, atol=1e-6)
+    turn = torch.from_numpy(COLMAP_TO_NERFSTUDIO)
+    centres, directions = _poses(colmap)[:, :, 3], -_poses(colmap)[:, :, 2]
+    assert torch.allclose(centres, expected[:, :, 3] @ turn.T, atol=1e-5)
+    assert torch.allclose(directions, -expected[:, :, 2] @ turn.T, atol=1e-6)
+    assert torch.allclose(_poses(colmap)[:, :, :3], turn @ expected[:, :, :3], atol=1e-6)
+    bottom = torch.tensor([[[0.0, 0.0, 0.0, 1.0]]], dtype=torch.float64).expand(len(train), 1, 4)
+    square = [torch.cat([poses, bottom], 1) for poses in (_poses(colmap), expected)]
+    relative = [torch.linalg.inv(poses[:1]) @ poses for poses in square]  # poses relative to the first camera
+    assert torch.allclose(relative[0], relative[1], atol=1e-5)  # whatever the world frame
+    our_points, colmap_points = ours.metadata["points3D_xyz"].double(), colmap.metadata["points3D_xyz"].double()
+    assert our_points.shape == colmap_points.shape == (4000, 3)
+    assert torch.allclose(colmap_points, our_points @ turn.T, atol=1e-5)
+    assert torch.equal(ours.metadata["points3D_rgb"], colmap.metadata["points3D_rgb"])
+
+    # With their default normalisation (orient up, centre, scale) both parsers agree outright on orbit scenes.
+    ours = NerfstudioDataParserConfig(data=colmap_scene, load_3D_points=True).setup().get_dataparser_outputs("train")
+    colmap = ColmapDataParserConfig(data=colmap_scene).setup().get_dataparser_outputs("train")
+    assert ours.dataparser_scale == pytest.approx(colmap.dataparser_scale)
+    assert torch.allclose(_poses(ours), _poses(colmap), atol=1e-5)
+    assert torch.allclose(ours.metadata["points3D_xyz"], colmap.metadata["points3D_xyz"], atol=1e-5)
+
+
+def test_colmap_points_lie_on_the_rendered_surfaces(colmap_scene):
+    from nerfstudio.data.utils.colmap_parsing_utils import read_images_text, read_points3D_text
+
+    scene, cameras = sample_scene(COLMAP_CONFIG)
+    intrinsics = cameras.intrinsics
+    points = read_points3D_text(colmap_scene / "colmap/sparse/0/points3D.txt")
+    images = read_images_text(colmap_scene / "colmap/sparse/0/images.txt")
+    ids = sorted(points)
+    assert ids == list(range(1, 4001))
+    xyz = torch.tensor(np.array([points[i].xyz for i in ids])) * torch.tensor([1.0, -1.0, -1.0])  # y-up world
+    rgb = np.array([points[i].rgb for i in ids])
+    source = np.array([points[i].image_ids[0] - 1 for i in ids])
+    assert np.bincount(source, minlength=8).tolist() == [667, 667, 0, 667, 667, 666, 0, 666]  # train views only
+    depths = [np.asarray(Image.open(colmap_scene / f"depth/frame_{i:05d}.png")) / 1000.0 for i in range(8)]
+    depths = [torch.from_numpy(depth) for depth in depths]
+    for view in (0, 5):
+        # Each point is seen by its source view at the pixel its track names, at the depth and colour written there.
+        members = np.flatnonzero(source == view)
+        track = [images[view + 1].xys[points[ids[m]].point2D_idxs[0]] for m in members]
+        pixels = torch.tensor(np.array(track))
+        cols, rows, depth = _project(xyz[members], cameras.camtoworlds[view], intrinsics)
+        assert torch.allclose(torch.stack([cols, rows], -1), pixels, atol=1e-3)
+        rows_i, cols_i = (pixels[:, 1] - 0.5).long(), (pixels[:, 0] - 0.5).long()
+        assert torch.allclose(depth, depths[view][rows_i, cols_i], atol=1e-3)
+        image = np.asarray(Image.open(colmap_scene / f"images/frame_{view:05d}.png"))
+        np.testing.assert_array_equal(rgb[members], image[rows_i.numpy(), cols_i.numpy()])
+    # From the held-out views (never a source), traced against the scene's analytic shapes, every point is
+    # either on the first surface its ray hits or hidden behind one: none floats in free space, except the odd
+    # point on a sphere's silhouette that a ray from elsewhere grazes and misses by the file's 1e-6 m rounding.
+    # The visible ones sit at about the depth the held-out depth map holds at their pixel.
+    for view in (2, 6):
+        eye = cameras.camtoworlds[view, :3, 3]
+        distance = (xyz - eye).norm(dim=-1)
+        hit, _ = trace(scene.primitives, eye[None].float(), ((xyz - eye) / distance[:, None]).float())
+        relative = (hit.double() - distance) / distance
+        visible = relative.abs() < 1e-3
+        assert visible.float().mean() > 0.6
+        assert (relative > 1e-3).sum() <= 4
+        cols, rows, depth = _project(xyz, cameras.camtoworlds[view], intrinsics)
+        in_view = visible & (cols >= 0) & (cols < 64) & (rows >= 0) & (rows < 48) & (depth > 0)
+        assert in_view.sum() > 1000
+        observed = depths[view][rows[in_view].long(), cols[in_view].long()]
+        relative_error = (observed - depth[in_view]).abs() / depth[in_view]
+        assert relative_error.median() < 0.02  # a point's depth varies across its pixel on slanted surfaces
+        assert (relative_error < 0.05).float().mean() > 0.9  # beyond: silhouettes, grazing ground
+
+
+def test_rotation_to_quaternion_inverts_colmaps_qvec2rotmat():
+    from nerfstudio.data.utils.colmap_parsing_utils import qvec2rotmat
+
+    from foresplat_ns.synth.colmap import rotation_to_quaternion
+
+    rng = np.random.default_rng(0)
+    quaternions = rng.normal(size=(200, 4))
+    quaternions = np.concatenate([quaternions, np.eye(4), [[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, -1.0]]])
+    for q in quaternions / np.linalg.norm(quaternions, axis=-1, keepdims=True):
+        rotation = qvec2rotmat(q)
+        recovered = rotation_to_quaternion(rotation)
+        assert recovered[0] >= 0 and np.linalg.norm(recovered) == pytest.approx(1.0)
+        np.testing.assert_allclose(qvec2rotmat(recovered), rotation, atol=1e-12)

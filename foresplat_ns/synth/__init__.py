@@ -1,4 +1,5 @@
-"""foresplat-synth: procedural textured scenes, ray cast analytically, written in nerfstudio format.
+"""foresplat-synth: procedural textured scenes, ray cast analytically, written in nerfstudio format (and, by
+default, also as a COLMAP model that nerfstudio's colmap dataparser reads: see colmap.py).
 
     from foresplat_ns.synth import SceneConfig, generate_scene, generate_corpus, sample_scene, render_views
 

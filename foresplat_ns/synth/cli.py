@@ -20,7 +20,8 @@ CONSOLE = Console(stderr=True)
 
 @dataclass(frozen=True)
 class SynthCommand:
-    """Generate textured synthetic scenes (spheres, boxes, ground, walls) in nerfstudio format.
+    """Generate textured synthetic scenes (spheres, boxes, ground, walls) in nerfstudio format, plus (unless
+    --no-colmap) a COLMAP model with a depth-sampled point cloud for nerfstudio's colmap dataparser.
 
     With --num-scenes 1 the scene is written directly into --output; with more, into --output/scene_XXXXX,
     followed by --output/index.json.

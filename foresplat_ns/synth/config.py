@@ -40,6 +40,11 @@ class SceneConfig:
     """Cast hard shadows from the directional light (they are baked into the colours, so views stay consistent)."""
     depth: bool = True
     """Write z-depth maps (16-bit PNG, millimetres) next to the images."""
+    colmap: bool = True
+    """Also write a COLMAP text model (colmap/sparse/0, with points from the training views' depth), a
+    sparse_pc.ply and split lists, so nerfstudio's colmap dataparser reads the scene too."""
+    colmap_points: int = 4000
+    """Points in that cloud, spread evenly over the training views (fewer only if they see too few surfaces)."""
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -59,6 +64,8 @@ class SceneConfig:
             raise ConfigError("--num-objects takes MIN MAX with 0 <= MIN <= MAX")
         if not 1 <= self.supersample <= 8:
             raise ConfigError("--supersample must be between 1 and 8")
+        if self.colmap_points < 1:
+            raise ConfigError("--colmap-points must be at least 1")
 
     @property
     def image_size(self) -> Tuple[int, int]:

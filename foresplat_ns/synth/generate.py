@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from .. import __version__
+from .colmap import PLY_FILE, SurfacePointSampler, write_colmap
 from .config import SceneConfig
 from .layout import sample_scene
 from .raycast import render_view
@@ -24,7 +25,7 @@ from .writer import (
 )
 
 GENERATOR = "foresplat-synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the same seed and options would produce different files."""
 
 
@@ -41,7 +42,8 @@ def generate_scene(
     on_view: Optional[Callable[[int], None]] = None,
     origin: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Writes the scene of `config.seed` to `out_dir` in nerfstudio format and returns its summary.
+    """Writes the scene of `config.seed` to `out_dir` in nerfstudio format (and, with `config.colmap`, as a
+    COLMAP model) and returns its summary.
 
     `on_view(i)` is called after each view is written; `origin` (how the seed was derived) goes into scene.json.
     """
@@ -61,12 +63,19 @@ def generate_scene(
         **scene.describe(),
     }
     write_json_atomic(out_dir / SCENE_FILE, provenance)
+    train_indices = sorted(set(range(len(cameras))) - set(eval_indices))
+    sampler = SurfacePointSampler(config.seed, cameras, train_indices, config.colmap_points) if config.colmap else None
     for index in range(len(cameras)):
         image, depth = render_view(scene, cameras, index, config.supersample, config.shadows)
-        write_view(out_dir, index, image, depth if config.depth else None)
+        rgb8 = write_view(out_dir, index, image, depth if config.depth else None)
+        if sampler is not None:
+            sampler.add(index, rgb8, depth)
         if on_view is not None:
             on_view(index)
-    write_json_atomic(out_dir / TRANSFORMS_FILE, transforms_dict(cameras, eval_indices, config.depth))
+    if sampler is not None:
+        write_colmap(out_dir, cameras, eval_indices, sampler.points())
+    ply_file = PLY_FILE if config.colmap else None
+    write_json_atomic(out_dir / TRANSFORMS_FILE, transforms_dict(cameras, eval_indices, config.depth, ply_file))
     return {
         "seed": config.seed,
         "num_views": config.num_views,

@@ -3,6 +3,7 @@
 A scene folder holds images/frame_XXXXX.png (8-bit RGB), depth/frame_XXXXX.png (16-bit z-depth in millimetres,
 0 where nothing was hit: nerfstudio's default depth_unit_scale_factor of 1e-3 turns it into metres),
 scene.json (provenance) and transforms.json, written last so that its presence marks a complete folder.
+With the COLMAP export on (colmap.py), also colmap/sparse/0/, sparse_pc.ply and {train,val,test}_list.txt.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ SCENE_FILE = "scene.json"
 INDEX_FILE = "index.json"
 MAX_DEPTH_MM = np.iinfo(np.uint16).max
 """Depths beyond 65.535 m are clipped to it."""
-_GENERATED_ENTRY = re.compile(rf"^({IMAGE_DIR}|{DEPTH_DIR}|{TRANSFORMS_FILE}|{SCENE_FILE}|{INDEX_FILE}|scene_\d{{5}})$")
+_GENERATED_ENTRY = re.compile(
+    rf"^({IMAGE_DIR}|{DEPTH_DIR}|{TRANSFORMS_FILE}|{SCENE_FILE}|{INDEX_FILE}|scene_\d{{5}}"
+    r"|colmap|sparse_pc\.ply|(train|val|test)_list\.txt)$"
+)
 
 
 class OutputNotEmptyError(FileExistsError):
@@ -39,7 +43,8 @@ def prepare_output_dir(path: Path, overwrite: bool) -> None:
     """Creates `path`, refusing a non-empty folder unless `overwrite`.
 
     Overwriting removes only what this generator writes (images/, depth/, transforms.json, scene.json,
-    index.json, scene_XXXXX/), so stale views or scenes of an earlier, larger run cannot linger; other files stay.
+    index.json, scene_XXXXX/, colmap/, sparse_pc.ply, {train,val,test}_list.txt), so stale views or scenes
+    of an earlier, larger run cannot linger; other files stay.
     """
     if path.exists() and not path.is_dir():
         raise OutputNotEmptyError(f"output path {path} exists and is not a directory")
@@ -65,21 +70,34 @@ def eval_view_indices(num_views: int, num_eval_views: int) -> List[int]:
     return [int((k + 0.5) * num_views / num_eval_views) for k in range(num_eval_views)]
 
 
-def write_view(out_dir: Path, index: int, image: Tensor, depth: Optional[Tensor]) -> None:
-    """Writes image [H, W, 3] in [0, 1] as 8-bit PNG and, if given, z-depth [H, W] in metres as 16-bit PNG (mm)."""
-    rgb = (image.numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+def to_rgb8(image: Tensor) -> np.ndarray:
+    """Image [H, W, 3] in [0, 1] as the 8-bit RGB array that is written."""
+    return (image.numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def write_view(out_dir: Path, index: int, image: Tensor, depth: Optional[Tensor]) -> np.ndarray:
+    """Writes image [H, W, 3] in [0, 1] as 8-bit PNG and, if given, z-depth [H, W] in metres as 16-bit PNG (mm).
+
+    Returns the 8-bit image written."""
+    rgb = to_rgb8(image)
     (out_dir / IMAGE_DIR).mkdir(exist_ok=True)
     Image.fromarray(rgb).save(out_dir / IMAGE_DIR / frame_name(index))
     if depth is not None:
         millimetres = (depth.double().numpy() * 1000.0).round().clip(0, MAX_DEPTH_MM).astype(np.uint16)
         (out_dir / DEPTH_DIR).mkdir(exist_ok=True)
         Image.fromarray(millimetres).save(out_dir / DEPTH_DIR / frame_name(index))
+    return rgb
 
 
-def transforms_dict(cameras: CameraSet, eval_indices: Sequence[int], with_depth: bool) -> dict:
+def transforms_dict(
+    cameras: CameraSet, eval_indices: Sequence[int], with_depth: bool, ply_file: Optional[str] = None
+) -> dict:
     """nerfstudio's transforms.json: shared OPENCV intrinsics without distortion, OpenGL poses, explicit splits.
 
     nerfstudio reads the split lists whatever its eval_mode; val and test are the same held-out views.
+    `ply_file` (set when a COLMAP model is written beside it) adds "ply_file_path" and an identity
+    "applied_transform": without them nerfstudio's dataparser, seeing colmap/sparse/0, would assume an
+    ns-process-data world transform and, with load_3D_points, stop at an interactive prompt.
     """
     frames = []
     for index in range(len(cameras)):
@@ -92,6 +110,9 @@ def transforms_dict(cameras: CameraSet, eval_indices: Sequence[int], with_depth:
         frames.append(frame)
     eval_set = set(eval_indices)
     eval_files = [f"{IMAGE_DIR}/{frame_name(i)}" for i in sorted(eval_set)]
+    extra: dict[str, Any] = {}
+    if ply_file is not None:
+        extra = {"ply_file_path": ply_file, "applied_transform": np.eye(4)[:3].tolist()}
     return {
         "camera_model": "OPENCV",
         "fl_x": cameras.fx,
@@ -108,16 +129,21 @@ def transforms_dict(cameras: CameraSet, eval_indices: Sequence[int], with_depth:
         "train_filenames": [f"{IMAGE_DIR}/{frame_name(i)}" for i in range(len(cameras)) if i not in eval_set],
         "val_filenames": eval_files,
         "test_filenames": eval_files,
+        **extra,
     }
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Writes JSON to a temporary file beside `path`, then renames it over `path`: readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes text to a temporary file beside `path`, then renames it over `path`: readers never see half a file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
