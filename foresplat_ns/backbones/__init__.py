@@ -1,0 +1,57 @@
+"""Backbones: context images and cameras in, Gaussians out. Importing this package registers them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from foresplat_ns.backbones import compact, pointcloud  # noqa: F401  (registers compact, pointcloud, random)
+from foresplat_ns.backbones.base import (
+    Backbone,
+    BackboneConfig,
+    ContextViews,
+    backbone_config_class,
+    load_backbone,
+    registered_backbones,
+    save_checkpoint,
+)
+
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+"""Checkpoints installed with the package: <backbone>-foresplat.pt (MetaGrad) and <backbone>-vanilla.pt."""
+
+
+def shipped_checkpoint(backbone: str, rule: str = "foresplat") -> Path:
+    return SHIPPED_CHECKPOINTS / f"{backbone}-{rule}.pt"
+
+
+def resolve_backbone(name: str, checkpoint: Optional[Path] = None) -> Backbone:
+    """The backbone `name`, with weights from `checkpoint` or the shipped ForeSplat checkpoint."""
+    config_cls = backbone_config_class(name)
+    backbone = config_cls().setup()
+    if not backbone.is_learned:
+        if checkpoint is not None:
+            raise ValueError(f"the '{name}' initialiser is not learned and takes no checkpoint (got {checkpoint})")
+        return backbone
+    if checkpoint is None:
+        checkpoint = shipped_checkpoint(name)
+        if not checkpoint.is_file():
+            raise ValueError(
+                f"no weights for the '{name}' backbone: none shipped at {checkpoint}. Pass "
+                "--pipeline.backbone-checkpoint PATH (train one with `ns-train foresplat-meta`)"
+            )
+    loaded, _ = load_backbone(checkpoint, expected=None)
+    if loaded.config.name != name:
+        raise ValueError(f"{checkpoint} holds a '{loaded.config.name}' backbone, but --pipeline.backbone is '{name}'")
+    return loaded
+
+
+__all__ = [
+    "Backbone",
+    "BackboneConfig",
+    "ContextViews",
+    "load_backbone",
+    "registered_backbones",
+    "resolve_backbone",
+    "save_checkpoint",
+    "shipped_checkpoint",
+]
