@@ -1,0 +1,284 @@
+"""`foresplat-bench refine`: how fast and how far each initialisation refines, scene by scene.
+
+For every scene and initialisation it refines exactly as `ns-train foresplat` does (same RefineConfig:
+optimisers, loss, SH schedule, densification) and records held-out-view PSNR/SSIM (LPIPS when its
+weights are local), the Gaussian count and the refinement wall time on a log-spaced step schedule.
+Results are written after every scene/init pair, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
+from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
+from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
+from foresplat_ns.gaussians import cap_gaussians
+from foresplat_ns.refine import RefineConfig, Refiner
+
+CONSOLE = Console()
+
+
+def log_spaced_steps(max_steps: int) -> List[int]:
+    """0 and a 1-2.5-5 sequence (plus 10, 25, 50, ... as the evidence asks), up to max_steps."""
+    steps = {0, max_steps}
+    decade = 1
+    while decade <= max_steps:
+        steps.update(s for s in (decade, 2 * decade, int(2.5 * decade), 5 * decade) if s <= max_steps)
+        decade *= 10
+    return sorted(steps)
+
+
+@dataclass
+class RefineBenchConfig:
+    scenes: Path = Path("data/heldout")
+    """Root of the scenes (index.json, sub-folders, or a list file); any nerfstudio-data scenes."""
+    init: Tuple[str, ...] = ()
+    """Initialisations: 'random', 'pointcloud' (oracle geometry when fed generated depth), or
+    'LABEL:CHECKPOINT'. None given: random, and the shipped compact vanilla and ForeSplat checkpoints."""
+    output: Path = Path("bench-refine")
+    max_steps: int = 500
+    num_context_views: int = 4
+    max_gaussians: int = 100_000
+    random_gaussians: int = 20_000
+    """Gaussians of the random initialisation (splatfacto's default is 50k)."""
+    densify: bool = True
+    """Densify during refinement, as ns-train foresplat does."""
+    reference: str = "random"
+    """Init the speed-up and the paired differences are measured against."""
+    target_psnr: Optional[float] = None
+    """PSNR whose first crossing gives 'steps/seconds to target'; default: the reference's mean final PSNR."""
+    max_scenes: Optional[int] = None
+    seed: int = 0
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+
+def parse_inits(specs: Tuple[str, ...]) -> Dict[str, Optional[Path]]:
+    """Label -> checkpoint (None for the non-learned initialisers)."""
+    if not specs:
+        specs = ("random", f"vanilla:{shipped_checkpoint('compact', 'vanilla')}", f"foresplat:{shipped_checkpoint('compact')}")
+    inits: Dict[str, Optional[Path]] = {}
+    for spec in specs:
+        label, _, path = spec.partition(":")
+        if not path and label not in ("random", "pointcloud"):
+            raise ValueError(f"--init {spec!r}: use 'random', 'pointcloud' or 'LABEL:CHECKPOINT'")
+        if path and not Path(path).is_file():
+            raise ValueError(f"--init {spec!r}: checkpoint {path} not found")
+        if label in inits:
+            raise ValueError(f"--init label {label!r} given twice")
+        inits[label] = Path(path) if path else None
+    return inits
+
+
+def build_initialiser(label: str, checkpoint: Optional[Path], config: RefineBenchConfig) -> Backbone:
+    if checkpoint is not None:
+        backbone, _ = load_backbone(checkpoint)
+        return backbone.eval()
+    if label == "random":
+        return RandomInitConfig(num_gaussians=config.random_gaussians, seed=config.seed).setup()
+    return PointCloudInitConfig().setup()
+
+
+def run_pair(train, held_out, backbone: Backbone, config: RefineBenchConfig, schedule: List[int], lpips=None) -> Dict:
+    """Refine one scene from one initialisation; metrics at every scheduled step."""
+    generator = torch.Generator().manual_seed(config.seed)
+    context = train.context(evenly_spaced(config.num_context_views, len(train)))
+    with torch.no_grad():
+        gaussians = cap_gaussians(backbone(context)[0], config.max_gaussians, generator=generator)
+    gaussians.validate(f"initialisation of {train.name}")
+    refiner = Refiner(gaussians, config.refine, len(train), densify=config.densify, generator=generator)
+    supervision, evaluation = train.views(), held_out.views()
+    record = {"steps": [], "psnr": [], "ssim": [], "seconds": [], "num_gaussians": []}
+    if lpips is not None:
+        record["lpips"] = []
+    elapsed = 0.0
+    for step in range(config.max_steps + 1):
+        if step in schedule:
+            for metric, value in refiner.evaluate(evaluation, lpips).items():
+                record[metric].append(value)
+            record["steps"].append(step)
+            record["seconds"].append(elapsed)
+            record["num_gaussians"].append(refiner.gaussians.num_gaussians)
+        if step == config.max_steps:
+            break
+        start = time.perf_counter()
+        refiner.train_step(supervision[int(torch.randint(len(supervision), (1,), generator=generator))])
+        elapsed += time.perf_counter() - start
+    return record
+
+
+def _settings_key(config: RefineBenchConfig, inits: Dict[str, Optional[Path]]) -> str:
+    """Results are reused only by a run with the same settings."""
+    settings = dataclasses.asdict(config)
+    for key in ("output", "init", "reference", "target_psnr", "max_scenes", "scenes"):
+        settings.pop(key)
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(config: RefineBenchConfig) -> Dict:
+    from foresplat_ns.nerfstudio_glue.model import local_lpips
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    torch.manual_seed(config.seed)
+    inits = parse_inits(config.init)
+    if config.reference not in inits:
+        raise ValueError(f"--reference {config.reference!r} is not one of the inits {list(inits)}")
+    scenes = discover_scenes(config.scenes)[: config.max_scenes]
+    if not scenes:
+        raise ValueError(f"no scenes under {config.scenes}")
+    config.output.mkdir(parents=True, exist_ok=True)
+    results_path = config.output / "results.json"
+    key = _settings_key(config, inits)
+    results = {"settings_key": key, "runs": {}}
+    if results_path.is_file():
+        previous = json.loads(results_path.read_text())
+        if previous.get("settings_key") == key:
+            results = previous
+        else:
+            CONSOLE.print(f"[yellow]{results_path} was made with other settings; starting afresh")
+    schedule = log_spaced_steps(config.max_steps)
+    lpips = local_lpips()
+    dataparser = NerfstudioDataParserConfig()
+    todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
+    CONSOLE.print(f"{len(scenes)} scenes x {len(inits)} inits; {len(scenes) * len(inits) - len(todo)} pairs already done")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    backbones = {label: build_initialiser(label, ckpt, config) for label, ckpt in inits.items()}
+    with Progress(*columns, console=CONSOLE) as progress:
+        task = progress.add_task("refining", total=len(todo))
+        loaded = {}
+        for scene_path, label in todo:
+            progress.update(task, description=f"{scene_path.name} / {label}")
+            if scene_path not in loaded:
+                loaded = {scene_path: load_scene(scene_path, dataparser)}
+            train, held_out = loaded[scene_path]
+            results["runs"][f"{scene_path.name}|{label}"] = run_pair(train, held_out, backbones[label], config, schedule, lpips)
+            _write_json_atomic(results_path, results)
+            progress.advance(task)
+    summary = summarise(results["runs"], list(inits), [s.name for s in scenes], config)
+    (config.output / "summary.md").write_text(summary["markdown"])
+    plot(results["runs"], list(inits), [s.name for s in scenes], config.output)
+    CONSOLE.print(summary["markdown"])
+    CONSOLE.print(f"wrote {results_path}, {config.output / 'summary.md'}, {config.output / 'psnr_vs_steps.png'}, {config.output / 'psnr_vs_seconds.png'}")
+    return summary
+
+
+def _mean_sem(values: List[float]) -> Tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _first_crossing(record: Dict, target: float, axis: str) -> Optional[float]:
+    for value, psnr in zip(record[axis], record["psnr"]):
+        if psnr >= target:
+            return value
+    return None
+
+
+def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: RefineBenchConfig) -> Dict:
+    """Markdown tables: mean ± s.e.m. PSNR per step, paired differences to the reference, time to target."""
+    per = {label: [runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs] for label in labels}
+    steps = per[labels[0]][0]["steps"]
+    lines = [f"Held-out-view PSNR (dB) after N refinement steps; mean ± s.e.m. over {len(scene_names)} scenes", ""]
+    lines.append("| init | " + " | ".join(str(s) for s in steps) + " | best | Gaussians (end) |")
+    lines.append("|---" * (len(steps) + 3) + "|")
+    table = {}
+    for label in labels:
+        cells = []
+        for i in range(len(steps)):
+            mean, sem = _mean_sem([r["psnr"][i] for r in per[label]])
+            cells.append(f"{mean:.2f}±{sem:.2f}")
+            table.setdefault(label, []).append(mean)
+        best = _mean_sem([max(r["psnr"]) for r in per[label]])
+        count = sum(r["num_gaussians"][-1] for r in per[label]) / len(per[label])
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {best[0]:.2f}±{best[1]:.2f} | {count:.0f} |")
+
+    ref = config.reference
+    lines += ["", f"Paired difference to '{ref}' (dB), mean ± s.e.m. over scenes; wins = scenes where it is higher", ""]
+    lines.append("| init | " + " | ".join(str(s) for s in steps) + " |")
+    lines.append("|---" * (len(steps) + 1) + "|")
+    by_scene = {label: {s: runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs} for label in labels}
+    for label in labels:
+        if label == ref:
+            continue
+        common = [s for s in scene_names if s in by_scene[label] and s in by_scene[ref]]
+        cells = []
+        for i in range(len(steps)):
+            diffs = [by_scene[label][s]["psnr"][i] - by_scene[ref][s]["psnr"][i] for s in common]
+            mean, sem = _mean_sem(diffs)
+            cells.append(f"{mean:+.2f}±{sem:.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    target = config.target_psnr if config.target_psnr is not None else table[ref][-1]
+    lines += ["", f"Reaching {target:.2f} dB (mean curve; '—' = not within {config.max_steps} steps)", ""]
+    lines.append("| init | steps | seconds | speed-up vs " + ref + " (steps) |")
+    lines.append("|---|---|---|---|")
+    mean_curves = {}
+    for label in labels:
+        mean_curves[label] = {
+            "steps": steps,
+            "seconds": [sum(r["seconds"][i] for r in per[label]) / len(per[label]) for i in range(len(steps))],
+            "psnr": table[label],
+        }
+    ref_steps = _first_crossing(mean_curves[ref], target, "steps")
+    for label in labels:
+        s = _first_crossing(mean_curves[label], target, "steps")
+        t = _first_crossing(mean_curves[label], target, "seconds")
+        speedup = f"{ref_steps / s:.1f}x" if s and ref_steps else ("∞" if s == 0 and ref_steps else "—")
+        lines.append(f"| {label} | {s if s is not None else '—'} | {f'{t:.1f}' if t is not None else '—'} | {speedup} |")
+    return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target}
+
+
+def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) -> None:
+    """PSNR against steps and against seconds: one line per init, the band is ± one s.e.m."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for axis, name in (("steps", "psnr_vs_steps.png"), ("seconds", "psnr_vs_seconds.png")):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        for label in labels:
+            records = [runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs]
+            n = len(records[0]["steps"])
+            xs = [sum(r[axis][i] for r in records) / len(records) for i in range(n)]
+            stats = [_mean_sem([r["psnr"][i] for r in records]) for i in range(n)]
+            mean = [m for m, _ in stats]
+            sem = [0.0 if math.isnan(e) else e for _, e in stats]
+            xs_plot = [max(x, 0.5) if axis == "steps" else x for x in xs]
+            ax.plot(xs_plot, mean, marker="o", markersize=3, label=label)
+            ax.fill_between(xs_plot, [m - e for m, e in zip(mean, sem)], [m + e for m, e in zip(mean, sem)], alpha=0.2)
+        if axis == "steps":
+            ax.set_xscale("log")
+            ax.set_xlabel("refinement steps (0 plotted at 0.5)")
+        else:
+            ax.set_xlabel("refinement wall time (s)")
+        ax.set_ylabel("held-out PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(output / name)
+        plt.close(fig)

@@ -1,0 +1,162 @@
+"""`ns-train foresplat-meta`'s datamanager: many scenes, each read by any nerfstudio dataparser.
+
+Each outer step draws a scene, its context views (evenly spaced with a random offset, the way
+`ns-train foresplat` picks them but varied), its supervision views (all training views: what
+test-time refinement fits) and its query views (the scene's held-out split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
+
+import torch
+from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
+from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManagerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import track
+
+from foresplat_ns.backbones.base import ContextViews
+from foresplat_ns.data import SceneViews, discover_scenes, load_scene
+from foresplat_ns.refine import View
+
+
+@dataclass
+class MetaBatch:
+    """One outer step's data: a scene's context, supervision and query views."""
+
+    scene: str
+    context: ContextViews
+    supervision: List[View]
+    query: List[View]
+
+
+@dataclass
+class MultiSceneDataManagerConfig(DataManagerConfig):
+    _target: Type = field(default_factory=lambda: MultiSceneDataManager)
+    dataparser: AnnotatedDataParserUnion = field(default_factory=NerfstudioDataParserConfig)
+    """The dataparser every scene is read with (its `data` is set per scene)."""
+    eval_data: Optional[Path] = None
+    """Held-out scenes (same layout as `data`) for the evaluation nerfstudio runs during training."""
+    num_context_views: int = 4
+    min_query_views: int = 1
+    """Scenes with fewer held-out views than this are skipped (only matters for query='heldout')."""
+    max_scenes: Optional[int] = None
+    seed: int = 0
+
+
+class MultiSceneDataManager(DataManager):
+    config: MultiSceneDataManagerConfig
+
+    def __init__(
+        self,
+        config: MultiSceneDataManagerConfig,
+        device="cpu",
+        test_mode: str = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ):
+        self.config = config
+        self.device = device
+        self.test_mode = test_mode
+        self.world_size = world_size
+        self.local_rank = local_rank
+        self.train_scenes: List[Tuple[SceneViews, SceneViews]] = []
+        self.eval_scenes: List[Tuple[SceneViews, SceneViews]] = []
+        # Each rank draws its own scenes, reproducibly.
+        self.generator = torch.Generator().manual_seed(config.seed * 1000 + local_rank)
+        super().__init__()
+        self.setup_train()
+        self.setup_eval()
+
+    # nerfstudio asks these to exist; the "datasets" here are lists of scenes.
+    @property
+    def train_dataset(self):
+        return self.train_scenes
+
+    @property
+    def eval_dataset(self):
+        return self.eval_scenes
+
+    def setup_train(self):
+        if self.test_mode == "inference":
+            return
+        if self.config.data is None:
+            raise ValueError("foresplat-meta needs --data: a folder of scenes (or a text file listing them)")
+        self.train_scenes = self._load_scenes(Path(self.config.data), "training")
+
+    def setup_eval(self):
+        if self.config.eval_data is not None and self.test_mode != "inference":
+            self.eval_scenes = self._load_scenes(Path(self.config.eval_data), "held-out")
+
+    def _load_scenes(self, root: Path, role: str) -> List[Tuple[SceneViews, SceneViews]]:
+        paths = discover_scenes(root)
+        if self.config.max_scenes is not None:
+            paths = paths[: self.config.max_scenes]
+        scenes, skipped = [], []
+        for path in track(paths, description=f"Loading {role} scenes", transient=True):
+            try:
+                scenes.append(self._load_scene(path))
+            except (ValueError, FileNotFoundError, OSError, AssertionError) as err:
+                skipped.append(path.name)
+                CONSOLE.log(f"[yellow]foresplat-meta: skipping scene {path}: {err}")
+        if not scenes:
+            raise ValueError(f"no usable scene under {root} ({len(paths)} candidates, skipped: {', '.join(skipped) or 'none'})")
+        CONSOLE.log(f"foresplat-meta: {len(scenes)} {role} scenes from {root}" + (f", {len(skipped)} skipped" if skipped else ""))
+        return scenes
+
+    def _load_scene(self, path: Path) -> Tuple[SceneViews, SceneViews]:
+        train, held_out = load_scene(path, self.config.dataparser)
+        if len(train) < self.config.num_context_views:
+            raise ValueError(f"{len(train)} training views, fewer than the {self.config.num_context_views} context views asked for")
+        if len(held_out) < self.config.min_query_views:
+            raise ValueError(f"{len(held_out)} held-out views, fewer than the {self.config.min_query_views} query views needed")
+        return train, held_out
+
+    def context_indices(self, num_views: int) -> List[int]:
+        """Evenly spaced context views, rotated by a random offset."""
+        v = min(self.config.num_context_views, num_views)
+        offset = int(torch.randint(num_views, (1,), generator=self.generator))
+        return sorted({(offset + round(i * num_views / v)) % num_views for i in range(v)})
+
+    def batch(self, scene: Tuple[SceneViews, SceneViews], context: Optional[List[int]] = None) -> MetaBatch:
+        train, held_out = scene
+        indices = context if context is not None else self.context_indices(len(train))
+        return MetaBatch(
+            scene=train.name,
+            context=train.context(indices).to(self.device),
+            supervision=train.to(self.device).views(),
+            query=held_out.to(self.device).views(),
+        )
+
+    def next_train(self, step: int) -> MetaBatch:
+        self.train_count += 1
+        index = int(torch.randint(len(self.train_scenes), (1,), generator=self.generator))
+        return self.batch(self.train_scenes[index])
+
+    def next_eval(self, step: int) -> MetaBatch:
+        self.eval_count += 1
+        index = int(torch.randint(len(self.eval_scenes), (1,), generator=self.generator))
+        return self.batch(self.eval_scenes[index])
+
+    def next_eval_image(self, step: int) -> MetaBatch:
+        return self.next_eval(step)
+
+    def get_train_rays_per_batch(self) -> int:
+        """Pixels of one supervision view: the unit of one inner step."""
+        if not self.train_scenes:
+            return 1
+        images = self.train_scenes[0][0].images
+        return int(images.shape[1] * images.shape[2])
+
+    def get_eval_rays_per_batch(self) -> int:
+        return self.get_train_rays_per_batch()
+
+    def get_datapath(self) -> Path:
+        return Path(self.config.data)
+
+    def get_param_groups(self) -> Dict[str, List[torch.nn.Parameter]]:
+        return {}

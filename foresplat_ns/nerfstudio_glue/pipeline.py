@@ -1,0 +1,91 @@
+"""`ns-train foresplat`'s pipeline: training images and cameras -> backbone -> Gaussians -> splatfacto.
+
+At set-up it reads the scene through nerfstudio's datamanager, runs the backbone (no grad) on evenly
+chosen context views, caps the Gaussians and hands them to the model; from then on training is
+ordinary splatfacto refinement with nerfstudio's optimisers, schedulers and densification.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Type
+
+import torch
+import torch.distributed as dist
+from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from foresplat_ns.backbones import resolve_backbone
+from foresplat_ns.data import evenly_spaced, scene_views_from_datamanager, setup_full_image_datamanager
+from foresplat_ns.gaussians import Gaussians, cap_gaussians
+
+
+@dataclass
+class ForeSplatPipelineConfig(VanillaPipelineConfig):
+    _target: Type = field(default_factory=lambda: ForeSplatPipeline)
+    backbone: str = "compact"
+    """Initialiser: a learned backbone (compact, ...) or a non-learned one (pointcloud, random)."""
+    backbone_checkpoint: Optional[Path] = None
+    """Weights for a learned backbone; default: the ForeSplat checkpoint shipped with the package."""
+    num_context_views: int = 4
+    """Training views (evenly chosen) the backbone sees."""
+    max_gaussians: int = 100_000
+    """Cap on the initial Gaussians (opacity-aware subsampling)."""
+    seed: int = 0
+
+
+class ForeSplatPipeline(VanillaPipeline):
+    config: ForeSplatPipelineConfig
+
+    def __init__(
+        self,
+        config: ForeSplatPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler=None,
+    ):
+        Pipeline.__init__(self)
+        self.config = config
+        self.test_mode = test_mode
+        self.datamanager = setup_full_image_datamanager(
+            config.datamanager, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
+        )
+        self.datamanager.to(device)
+        # Training builds the start from the backbone; loading a finished run (test/inference) takes the
+        # Gaussians from its checkpoint, so the backbone is not needed there.
+        seed_gaussians = self.predict_initial_gaussians() if test_mode == "val" else None
+        self._model = config.model.setup(
+            scene_box=self.datamanager.train_dataset.scene_box,
+            num_train_data=len(self.datamanager.train_dataset),
+            metadata=self.datamanager.train_dataset.metadata,
+            device=device,
+            grad_scaler=grad_scaler,
+            seed_gaussians=seed_gaussians,
+        )
+        self.model.to(device)
+        self.world_size = world_size
+        if world_size > 1:
+            self._model = typing.cast(Pipeline, DDP(self._model, device_ids=[local_rank], find_unused_parameters=True))
+            dist.barrier(device_ids=[local_rank])
+
+    @torch.no_grad()
+    def predict_initial_gaussians(self) -> Gaussians:
+        scene = scene_views_from_datamanager(self.datamanager)
+        backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint)
+        indices = evenly_spaced(self.config.num_context_views, len(scene))
+        CONSOLE.log(
+            f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
+            f"from {len(indices)} of {len(scene)} training views"
+        )
+        backbone.eval()
+        gaussians = backbone(scene.context(indices))[0]
+        gaussians.validate(f"the '{self.config.backbone}' backbone's prediction for {scene.name}")
+        generator = torch.Generator().manual_seed(self.config.seed)
+        gaussians = cap_gaussians(gaussians, self.config.max_gaussians, generator=generator)
+        CONSOLE.log(f"ForeSplat: {gaussians.num_gaussians} initial Gaussians")
+        return gaussians

@@ -1,0 +1,51 @@
+"""Shared fixtures: small generated scenes (made once per session) and helpers to run console scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+REPO = Path(__file__).resolve().parent.parent
+LEGO = REPO / "tests" / "data" / "lego_test"
+
+
+def console_script(name: str) -> str:
+    """A console script of the running environment (next to its python)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not installed next to {sys.executable}; run `make test` (pip install -e .)")
+    return str(path)
+
+
+def run_cli(name: str, *args, cwd=None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a console script; on failure show its output in the assertion."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([console_script(name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def small_scene(tmp_path_factory) -> Path:
+    """A 48x48 generated scene with 12 views (3 held out) and depth maps."""
+    from foresplat_ns.synth import SceneConfig, generate_scene
+
+    root = tmp_path_factory.mktemp("scene")
+    generate_scene(SceneConfig(seed=5, resolution=48, num_views=12, num_eval_views=3), root / "scene")
+    return root / "scene"
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """Four 32x32 generated scenes with 10 views each, for multi-scene (foresplat-meta) tests."""
+    from foresplat_ns.synth import SceneConfig, generate_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "scenes"
+    generate_corpus(SceneConfig(seed=11, resolution=32, num_views=10, num_eval_views=2), root, num_scenes=4)
+    return root

@@ -1,0 +1,279 @@
+"""`ns-train foresplat` and the nerfstudio tools on its outputs, on CPU, through the real console scripts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import LEGO, console_script, run_cli
+from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
+from foresplat_ns.gaussians import Gaussians
+
+STEPS = 30
+
+
+def method_config(name: str):
+    from nerfstudio.plugins.registry import discover_methods
+
+    methods, _ = discover_methods()
+    return copy.deepcopy(methods[name])
+
+
+# -- nerfstudio's own smoke test, for our methods ---------------------------------------------------
+def reduced_config(config, output_dir: Path):
+    """nerfstudio's tests/test_train.py settings: CPU, 2 iterations, the blender lego fixture."""
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    config.machine.device_type = "cpu"
+    config.max_num_iterations = 2
+    config.pipeline.datamanager.dataparser = BlenderDataParserConfig(data=LEGO)
+    config.vis = "tensorboard"
+    config.output_dir = output_dir
+    config.viewer.quit_on_train_completion = True
+    config.set_timestamp()
+    return config
+
+
+def test_nerfstudio_smoke_foresplat(tmp_path):
+    from nerfstudio.scripts.train import train_loop
+
+    config = reduced_config(method_config("foresplat"), tmp_path)
+    train_loop(local_rank=0, world_size=1, config=config)
+    assert list(tmp_path.rglob("step-*.ckpt"))
+
+
+def test_nerfstudio_smoke_foresplat_meta(tmp_path):
+    from nerfstudio.scripts.train import train_loop
+
+    config = reduced_config(method_config("foresplat-meta"), tmp_path)
+    config.pipeline.datamanager.data = LEGO
+    config.pipeline.datamanager.num_context_views = 1
+    config.pipeline.metagrad.inner_steps = 2
+    train_loop(local_rank=0, world_size=1, config=config)
+    assert list(tmp_path.rglob("backbone.pt"))
+
+
+# -- ns-train foresplat on a generated scene, then every tool on its output ---------------------
+@pytest.fixture(scope="module")
+def trained_run(small_scene, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    run_cli(
+        "ns-train", "foresplat", "--data", small_scene, "--output-dir", out, "--timestamp", "t0",
+        "--vis", "tensorboard", "--max-num-iterations", STEPS, "--steps-per-save", 10,
+        "--pipeline.backbone", "pointcloud", "nerfstudio-data", "--eval-mode", "filename",
+    )  # fmt: skip
+    config = out / small_scene.name / "foresplat" / "t0" / "config.yml"
+    assert config.is_file()
+    return config
+
+
+def test_training_logs_to_tensorboard_and_saves(trained_run):
+    run_dir = trained_run.parent
+    assert list(run_dir.glob("events.out.tfevents.*")), "tensorboard event file missing"
+    checkpoints = sorted((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
+    assert checkpoints and checkpoints[-1].name == f"step-{STEPS - 1:09d}.ckpt"
+    assert not list(run_dir.glob(".*staging/*.tmp")), "no partial checkpoint may be left behind"
+
+
+def test_ns_eval_reports_psnr_and_ssim(trained_run, tmp_path):
+    out = tmp_path / "eval.json"
+    run_cli("ns-eval", "--load-config", trained_run, "--output-path", out)
+    results = json.loads(out.read_text())["results"]
+    assert {"psnr", "ssim"} <= set(results)
+    assert 10.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
+
+
+def test_ns_render_interpolate_writes_frames(trained_run, tmp_path):
+    out = tmp_path / "frames"
+    run_cli(
+        "ns-render", "interpolate", "--load-config", trained_run, "--output-path", out,
+        "--output-format", "images", "--interpolation-steps", 2, "--frame-rate", 4,
+    )  # fmt: skip
+    frames = sorted(out.glob("*.jpg")) + sorted(out.glob("*.png"))
+    assert len(frames) >= 2
+    assert np.asarray(Image.open(frames[0])).std() > 5, "rendered frame is blank"
+
+
+def test_ns_render_camera_path_writes_video(trained_run, tmp_path):
+    c2w = np.eye(4)
+    c2w[:3, 3] = [0.0, 0.0, 0.9]  # inside the normalised scene box, looking down -z at the objects
+    path = {
+        "camera_type": "perspective",
+        "render_height": 32,
+        "render_width": 32,
+        "seconds": 1.0,
+        "fps": 3,
+        "camera_path": [{"camera_to_world": c2w.flatten().tolist(), "fov": 50.0, "aspect": 1.0}] * 3,
+    }
+    path_file = tmp_path / "path.json"
+    path_file.write_text(json.dumps(path))
+    out = tmp_path / "video.mp4"
+    run_cli("ns-render", "camera-path", "--load-config", trained_run, "--camera-path-filename", path_file, "--output-path", out)
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_ns_export_gaussian_splat_holds_the_trained_gaussians(trained_run, tmp_path):
+    from plyfile import PlyData
+
+    run_cli("ns-export", "gaussian-splat", "--load-config", trained_run, "--output-dir", tmp_path)
+    ply = PlyData.read(str(tmp_path / "splat.ply"))
+    checkpoint = sorted((trained_run.parent / "nerfstudio_models").glob("*.ckpt"))[-1]
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]["_model.gauss_params.means"]
+    assert ply["vertex"].count == trained.shape[0] > 0
+    names = ply["vertex"].data.dtype.names
+    assert {"x", "y", "z", "opacity", "scale_0", "rot_0", "f_dc_0"} <= set(names)
+
+
+def test_ns_viewer_starts_answers_and_stops(trained_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [console_script("ns-viewer"), "--load-config", str(trained_run), "--viewer.websocket-port", str(port),
+         "--viewer.websocket-host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline, answer = time.time() + 180, None
+        while time.time() < deadline and answer is None:
+            assert proc.poll() is None, "ns-viewer exited early"
+            try:
+                answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
+            except OSError:
+                time.sleep(1)
+        assert answer == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode is not None
+
+
+def test_viewer_renders_a_view_on_cpu(trained_run):
+    """The viewer's own render path (the one a browser client triggers) on our model."""
+    from nerfstudio.cameras.cameras import CameraType
+    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.viewer.render_state_machine import RenderStateMachine
+    from nerfstudio.viewer.utils import CameraState
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO, Viewer
+
+    config, pipeline, _, _ = eval_setup(trained_run, test_mode="test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        config.viewer.websocket_port = s.getsockname()[1]
+    config.viewer.websocket_host = "127.0.0.1"
+    viewer = Viewer(config.viewer, log_filename=trained_run.parent / "viewer_log.txt", datapath=trained_run.parent, pipeline=pipeline)
+    try:
+        machine = RenderStateMachine(viewer, VISER_NERFSTUDIO_SCALE_RATIO, client=None)
+        c2w = torch.eye(4)[:3]
+        c2w[2, 3] = 0.9
+        outputs = machine._render_img(CameraState(fov=0.9, aspect=1.0, c2w=c2w, camera_type=CameraType.PERSPECTIVE))
+        assert outputs["rgb"].shape[-1] == 3 and outputs["rgb"].shape[0] > 8
+        assert torch.isfinite(outputs["rgb"]).all() and outputs["rgb"].std() > 0.01
+    finally:
+        viewer.viser_server.stop()
+
+
+# -- dataparsers -------------------------------------------------------------------------------
+def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path):
+    scene = tmp_path / "colmap_scene"
+    shutil.copytree(small_scene, scene)
+    (scene / "transforms.json").unlink()  # only the COLMAP model is left to read
+    run_cli(
+        "ns-train", "foresplat", "--data", scene, "--output-dir", tmp_path / "runs", "--timestamp", "c",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.backbone", "pointcloud", "colmap",
+    )  # fmt: skip
+    assert list((tmp_path / "runs").rglob("step-*.ckpt"))
+
+
+# -- bad input -----------------------------------------------------------------------------------
+def setup_pipeline(scene: Path, backbone: str = "pointcloud"):
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = scene
+    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=scene, eval_mode="filename")
+    config.pipeline.backbone = backbone
+    return config.pipeline.setup(device="cpu", test_mode="val")
+
+
+def test_scene_without_transforms_json_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty.*transforms\.json"):
+        setup_pipeline(tmp_path / "empty")
+
+
+def test_corrupt_or_missing_image_is_named(small_scene, tmp_path):
+    scene = tmp_path / "broken"
+    shutil.copytree(small_scene, scene)
+    victim = sorted((scene / "images").iterdir())[1]
+    victim.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=f"corrupt or unreadable: .*{victim.name}"):
+        setup_pipeline(scene)
+    victim.unlink()
+    with pytest.raises(ValueError, match=f"missing: .*{victim.name}"):
+        setup_pipeline(scene)
+
+
+def test_images_of_differing_sizes_are_named(small_scene, tmp_path):
+    scene = tmp_path / "sizes"
+    shutil.copytree(small_scene, scene)
+    meta = json.loads((scene / "transforms.json").read_text())
+    victim = scene / meta["frames"][1]["file_path"]  # a training view
+    Image.open(victim).resize((40, 40)).save(victim)
+    meta["frames"][1].update({"w": 40, "h": 40})
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"differing sizes: .*{victim.name} is 40x40"):
+        setup_pipeline(scene)
+
+
+def test_scene_without_training_images(small_scene, tmp_path):
+    scene = tmp_path / "noframes"
+    shutil.copytree(small_scene, scene)
+    meta = json.loads((scene / "transforms.json").read_text())
+    meta["frames"], meta["train_filenames"], meta["val_filenames"], meta["test_filenames"] = [], [], [], []
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="noframes"):
+        setup_pipeline(scene)
+
+
+@register_backbone
+@dataclass
+class NaNInitConfig(BackboneConfig):
+    name: ClassVar[str] = "test-nan"
+
+    def setup(self):
+        return NaNInit(self)
+
+
+class NaNInit(Backbone):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def head_parameter_names(self):
+        return ()
+
+    def forward(self, context):
+        g = Gaussians.from_activated(
+            torch.full((1, 5, 3), float("nan")), torch.ones(1, 5, 3), torch.ones(1, 5, 4), torch.full((1, 5), 0.5),
+            torch.rand(1, 5, 3), sh_degree=0,
+        )
+        return g
+
+
+def test_initialiser_producing_nan_is_refused(small_scene):
+    with pytest.raises(ValueError, match="'test-nan' backbone's prediction .* 'means' has 5 non-finite"):
+        setup_pipeline(small_scene, backbone="test-nan")
