@@ -1,27 +1,29 @@
 """`foresplat-bench metagrad`: what one MetaGrad outer step costs against one zero-step step, and its
 peak memory against K, measured in one run.
 
-Each configuration runs in a fresh process so its peak resident memory is its own: the number reported
-is the rise of the peak RSS during the timed outer steps over the RSS just before them (glibc returns
-large tensors to the system on free, so the rise follows the largest live working set).
+Peak memory is the largest total of live CPU tensor memory during one outer step, from torch's
+profiler (every allocation and free, in order), so it is exact and unaffected by the allocator's
+caching or by other processes, unlike resident-set sizes.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
 import time
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from foresplat_ns.backbones.base import ContextViews
 from foresplat_ns.backbones.compact import CompactBackboneConfig
+from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.data import evenly_spaced
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
-from foresplat_ns.refine import RefineConfig
+from foresplat_ns.refine import RefineConfig, View
+from foresplat_ns.synth import SceneConfig, render_views, sample_scene
 
 CONSOLE = Console()
 
@@ -39,20 +41,25 @@ class MetaGradBenchConfig:
     """Compact backbone width."""
     threads: int = 2
     seed: int = 0
+    output: Optional[Path] = None
+    """Also write the table here (markdown)."""
 
 
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def peak_tensor_memory(fn) -> int:
+    """Bytes: the high-water mark of live CPU tensor memory allocated while `fn()` runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
-def measure(config: MetaGradBenchConfig, inner_steps: int, queue=None) -> Dict[str, float]:
-    """Seconds per outer step and the peak-RSS rise, for one K; meant to run in its own process."""
-    from foresplat_ns.synth import SceneConfig, render_views, sample_scene
-    from foresplat_ns.cameras import viewmats_from_camtoworlds
-    from foresplat_ns.backbones.base import ContextViews
-    from foresplat_ns.refine import View
-
+def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
+    """Seconds per outer step (timed without the profiler) and peak tensor memory, for one K."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rendered = render_views(*sample_scene(SceneConfig(seed=config.seed, resolution=config.resolution, num_views=config.num_views)))
@@ -67,43 +74,33 @@ def measure(config: MetaGradBenchConfig, inner_steps: int, queue=None) -> Dict[s
     refine = RefineConfig()
     generator = torch.Generator().manual_seed(config.seed)
 
-    def outer_step(k: int) -> None:
+    def outer_step() -> None:
         backbone.zero_grad(set_to_none=True)
-        prediction = backbone(context)[0]
-        step = metagrad_step(prediction, views, refine, rule if k else MetaGradConfig(inner_steps=0), generator=generator)
-        step.surrogate.backward()
+        metagrad_step(backbone(context)[0], views, refine, rule, generator=generator).surrogate.backward()
 
-    outer_step(inner_steps)  # warm-up: first-touch allocations, thread pools
-    baseline = _current_rss_bytes()
+    outer_step()  # warm-up: first-touch allocations, thread pools
     start = time.perf_counter()
     for _ in range(config.outer_steps):
-        outer_step(inner_steps)
+        outer_step()
     seconds = (time.perf_counter() - start) / config.outer_steps
-    peak_rise = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    result = {"inner_steps": inner_steps, "seconds": seconds, "peak_rise_mb": max(peak_rise, 0) / 2**20}
-    if queue is not None:
-        queue.put(result)
-    return result
-
-
-def measure_in_fresh_process(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=measure, args=(config, inner_steps, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    peak = peak_tensor_memory(outer_step)
+    return {"inner_steps": inner_steps, "seconds": seconds, "peak_mb": peak / 2**20}
 
 
 def main(config: MetaGradBenchConfig) -> Dict[int, Dict[str, float]]:
-    rows = {k: measure_in_fresh_process(config, k) for k in config.inner_steps}
+    rows = {k: measure(config, k) for k in config.inner_steps}
     base = rows.get(0)
     table = Table(title=f"MetaGrad outer-step cost ({config.resolution}², {config.num_context_views} context views, M={config.num_anchors})")
-    for col in ("rule", "K", "s / outer step", "× zero-step", "peak RSS rise (MB)"):
+    for col in ("rule", "K", "s / outer step", "× zero-step", "peak tensor memory (MB)"):
         table.add_column(col)
+    lines = ["| rule | K | s / outer step | × zero-step | peak tensor memory (MB) |", "|---|---|---|---|---|"]
     for k, row in rows.items():
         ratio = f"{row['seconds'] / base['seconds']:.1f}" if base else "—"
-        table.add_row("zero-step" if k == 0 else "MetaGrad", str(k), f"{row['seconds']:.3f}", ratio, f"{row['peak_rise_mb']:.1f}")
+        cells = ("zero-step" if k == 0 else "MetaGrad", str(k), f"{row['seconds']:.3f}", ratio, f"{row['peak_mb']:.1f}")
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
     CONSOLE.print(table)
+    if config.output is not None:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+        config.output.write_text(f"{table.title}\n\n" + "\n".join(lines) + "\n")
     return rows

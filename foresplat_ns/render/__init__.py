@@ -1,0 +1,5 @@
+"""Gaussian rasterisation: gsplat on CUDA, our own differentiable tile rasteriser on CPU (same API)."""
+
+from .pipeline import rasterization
+
+__all__ = ["rasterization"]

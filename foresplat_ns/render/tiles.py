@@ -1,0 +1,182 @@
+"""Which Gaussians touch which pixels, front to back, laid out for batched compositing.
+
+Membership follows gsplat's `isect_tiles`: a Gaussian is listed in every tile its box
+[means2d - radius, means2d + radius] overlaps in tile units (floor / ceil, clamped to the grid), and each
+list is sorted by depth (ties by Gaussian index, as gsplat's stable radix sort).
+
+The compositor works on square pixel blocks smaller than a tile (`block_size` divides `tile_size`).
+A block lists the Gaussians of its tile whose alpha can reach 1/255 somewhere in the block: the region
+o exp(-sigma) >= 1/255 is the ellipse sigma <= ln(255 o), and a block missing that ellipse's bounding box
+would see alpha 0 (skipped) from it at every pixel. Dropping such entries changes neither the image
+nor the gradients, but cuts the pixel-Gaussian pairs to evaluate roughly in half for 8-pixel blocks.
+Cameras are batched by numbering (camera, block) pairs along one axis. Nothing here needs gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+MIN_ALPHA = 1.0 / 255.0
+
+
+@dataclass
+class Chunk:
+    """Blocks composited together: `length` list slots each, slots offset..offset+len(blocks)*length."""
+
+    blocks: Tensor  # [B] int64 block indices
+    length: int
+    offset: int
+
+
+@dataclass
+class TileLayout:
+    """Front-to-back Gaussian lists per (camera, block) and the chunks to composite them in.
+
+    Slots are the padded lists of all chunks laid end to end: chunk k's lists are
+    slot_ids[offset : offset + B*length].view(B, length), padded with index C*N (no Gaussian).
+    """
+
+    n_cameras: int
+    n_gaussians: int
+    block_size: int
+    blocks_x: int
+    blocks_y: int
+    counts: Tensor  # [C * blocks_y * blocks_x] list lengths
+    chunks: List[Chunk]
+    slot_ids: Tensor  # [S] int64 flat Gaussian index c*N + n, or C*N for padding
+    slot_blocks: Tensor  # [S] int64 block of each slot
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_cameras * self.blocks_y * self.blocks_x
+
+    def block_centres(self, blocks: Tensor, dtype: torch.dtype) -> Tensor:
+        """Pixel coordinates [len(blocks), 2] (x, y) of the centre of each flat block index."""
+        in_camera = blocks % (self.blocks_x * self.blocks_y)
+        corner = torch.stack([in_camera % self.blocks_x, in_camera // self.blocks_x], dim=-1)
+        return (corner * self.block_size).to(dtype) + self.block_size / 2
+
+
+def tile_bounds(means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int, tile_height: int) -> Tuple[Tensor, ...]:
+    """Half-open tile ranges (x_min, x_max, y_min, y_max) of each Gaussian's box, clamped to the grid."""
+    tile_radius = radii.to(means2d.dtype) / tile_size
+    tile_xy = means2d / tile_size
+    x_min = torch.floor(tile_xy[..., 0] - tile_radius).clamp(0, tile_width).long()
+    x_max = torch.ceil(tile_xy[..., 0] + tile_radius).clamp(0, tile_width).long()
+    y_min = torch.floor(tile_xy[..., 1] - tile_radius).clamp(0, tile_height).long()
+    y_max = torch.ceil(tile_xy[..., 1] + tile_radius).clamp(0, tile_height).long()
+    return x_min, x_max, y_min, y_max
+
+
+def _visible_region_blocks(means2d: Tensor, conics: Tensor, opacities: Tensor, block_size: int) -> Tuple[Tensor, ...]:
+    """Half-open block ranges covering the bounding box of each ellipse sigma <= ln(255 o).
+
+    Its half extents are sqrt(2 ln(255 o) Sigma_xx) and sqrt(2 ln(255 o) Sigma_yy), Sigma = conic^-1;
+    a small relative and absolute margin absorbs rounding, so no block that sees alpha >= 1/255 is lost.
+    """
+    a, b, c = conics.unbind(-1)
+    det = (a * c - b * b).clamp_min(torch.finfo(conics.dtype).tiny)
+    reach = 2 * torch.log((opacities / MIN_ALPHA).clamp_min(1.0))
+    half_x = torch.sqrt(reach * c / det) * 1.001 + 0.01
+    half_y = torch.sqrt(reach * a / det) * 1.001 + 0.01
+    x_min = torch.floor((means2d[..., 0] - half_x) / block_size)
+    x_max = torch.floor((means2d[..., 0] + half_x) / block_size) + 1
+    y_min = torch.floor((means2d[..., 1] - half_y) / block_size)
+    y_max = torch.floor((means2d[..., 1] + half_y) / block_size) + 1
+    limit = torch.iinfo(torch.int32).max  # keeps huge or infinite extents convertible to integers
+    return tuple(v.clamp(-limit, limit).long() for v in (x_min, x_max, y_min, y_max))
+
+
+@torch.no_grad()
+def build_tile_layout(
+    means2d: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
+    tile_size: int,
+    tile_width: int,
+    tile_height: int,
+    block_size: int,
+    chunk_elements: int,
+    segment_length: int,
+) -> TileLayout:
+    """Intersect projected Gaussians [C, N] with blocks and plan chunks for the compositor, which walks
+    a chunk's lists `segment_length` slots at a time: a chunk holds ~`chunk_elements` pixel-slot pairs
+    per segment.
+
+    Left out entirely: culled Gaussians (radius 0), opacity below 1/255 (alpha can never reach it) and
+    conics that are not positive definite (sigma < 0 everywhere: gsplat skips every pixel).
+    """
+    if tile_size % block_size:
+        raise ValueError(f"block_size {block_size} must divide tile_size {tile_size}")
+    n_cameras, n_gaussians = radii.shape
+    per_tile = tile_size // block_size
+    blocks_x, blocks_y = tile_width * per_tile, tile_height * per_tile
+
+    tx_min, tx_max, ty_min, ty_max = tile_bounds(means2d, radii, tile_size, tile_width, tile_height)
+    ex_min, ex_max, ey_min, ey_max = _visible_region_blocks(means2d, conics, opacities, block_size)
+    x_min, x_max = torch.maximum(tx_min * per_tile, ex_min), torch.minimum(tx_max * per_tile, ex_max)
+    y_min, y_max = torch.maximum(ty_min * per_tile, ey_min), torch.minimum(ty_max * per_tile, ey_max)
+    a, b, c = conics.unbind(-1)
+    listable = (radii > 0) & (opacities >= MIN_ALPHA) & (a > 0) & (a * c - b * b > 0)
+    span_x = (x_max - x_min).clamp_min(0)
+    per_gaussian = (span_x * (y_max - y_min).clamp_min(0) * listable).flatten()
+
+    listed = torch.nonzero(per_gaussian).squeeze(1)
+    listed = listed[torch.sort(depths.flatten()[listed], stable=True).indices]  # front to back, ties by index
+    # Expand each listed Gaussian over its block rectangle. Per-entry values are repeated from per-Gaussian
+    # ones (sequential writes) rather than gathered, and the big sort is on int32 keys: both are several
+    # times faster on CPU than gathers and int64 sorts over millions of entries.
+    repeats = per_gaussian.index_select(0, listed)
+    first_entry = torch.cumsum(repeats, 0) - repeats
+    corner = (listed // n_gaussians) * (blocks_x * blocks_y) + (y_min.flatten() * blocks_x + x_min.flatten()).index_select(0, listed)
+    flat = torch.repeat_interleave(listed, repeats)
+    offset = torch.arange(flat.numel(), device=flat.device) - torch.repeat_interleave(first_entry, repeats)
+    width_of = torch.repeat_interleave(span_x.flatten().index_select(0, listed), repeats)
+    rows = torch.div(offset, width_of, rounding_mode="floor")
+    block = torch.repeat_interleave(corner, repeats) + rows * blocks_x + (offset - rows * width_of)
+
+    counts = torch.bincount(block, minlength=n_cameras * blocks_x * blocks_y)
+    order = torch.sort(block.int(), stable=True).indices  # stable: keeps each block's list front to back
+    ids = flat.index_select(0, order)
+    chunks, slot_ids, slot_blocks = _plan_chunks(
+        ids, counts, block_size * block_size, chunk_elements, segment_length, n_cameras * n_gaussians
+    )
+    return TileLayout(n_cameras, n_gaussians, block_size, blocks_x, blocks_y, counts, chunks, slot_ids, slot_blocks)
+
+
+def _plan_chunks(ids: Tensor, counts: Tensor, pixels_per_block: int, chunk_elements: int, segment_length: int, pad: int):
+    """Group non-empty blocks longest list first, so blocks composited together need little padding.
+
+    Each group's [blocks, pixels, min(longest list, segment_length)] stays under `chunk_elements` (or is
+    a single block). Returns the chunks and their padded slots end to end.
+    """
+    starts = torch.cumsum(counts, 0) - counts
+    lengths, blocks = torch.sort(counts, descending=True, stable=True)
+    n_busy = int((lengths > 0).sum())
+    lengths_list = lengths[:n_busy].tolist()
+    chunks, begin, offset = [], 0, 0
+    while begin < n_busy:
+        length = lengths_list[begin]
+        end = min(n_busy, begin + max(1, chunk_elements // (min(length, segment_length) * pixels_per_block)))
+        chunks.append(Chunk(blocks[begin:end], length, offset))
+        offset += (end - begin) * length
+        begin = end
+    if not chunks:
+        empty = torch.zeros(0, dtype=torch.long, device=counts.device)
+        return chunks, empty, empty
+    chunk_blocks = torch.cat([chunk.blocks for chunk in chunks])
+    chunk_lengths = torch.tensor([chunk.length for chunk in chunks], device=counts.device)
+    per_block_length = torch.repeat_interleave(chunk_lengths, torch.tensor([len(chunk.blocks) for chunk in chunks], device=counts.device))
+    slot_blocks = torch.repeat_interleave(chunk_blocks, per_block_length)
+    first_slot = torch.cumsum(per_block_length, 0) - per_block_length
+    position = torch.arange(slot_blocks.numel(), device=counts.device) - torch.repeat_interleave(first_slot, per_block_length)
+    real = position < counts.index_select(0, slot_blocks)
+    source = (starts.index_select(0, slot_blocks) + position).clamp_max(max(ids.numel() - 1, 0))
+    slot_ids = torch.where(real, ids.index_select(0, source), torch.full_like(source, pad))
+    return chunks, slot_ids, slot_blocks

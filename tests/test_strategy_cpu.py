@@ -1,0 +1,110 @@
+"""gsplat's DefaultStrategy runs a densify/prune cycle on CPU from our rasteriser's info dict, and the
+Gaussian count changes exactly as the strategy's rules say it should for the gradients we produced."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from gsplat.strategy import DefaultStrategy
+
+from foresplat_ns.render import rasterization
+
+WIDTH, HEIGHT = 32, 24
+GROW_SCALE3D = 0.01
+PRUNE_OPACITY = 0.005
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny inputs: one thread avoids thread-pool wake-ups when another process keeps the other core busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _params(n: int = 40):
+    """Splatfacto-style raw parameters: log scales (half below GROW_SCALE3D, half above), logit
+    opacities (six below PRUNE_OPACITY) and colours."""
+    g = torch.Generator().manual_seed(0)
+    depth = 2 + 3 * torch.rand(n, generator=g)
+    means = torch.cat([(torch.rand(n, 2, generator=g) * 2 - 1) * 0.5 * depth[:, None], depth[:, None]], dim=-1)
+    scale = torch.where(torch.arange(n) % 2 == 0, 0.005, 0.05)
+    scales = torch.log(scale[:, None] * (0.8 + 0.4 * torch.rand(n, 3, generator=g)))
+    opacity = 0.3 + 0.6 * torch.rand(n, generator=g)
+    opacity[::7] = 0.002
+    return {
+        "means": means,
+        "scales": scales,
+        "quats": torch.randn(n, 4, generator=g),
+        "opacities": torch.logit(opacity),
+        "features_dc": torch.rand(n, 3, generator=g),
+    }
+
+
+def _cameras():
+    angle = 0.2
+    turned = torch.tensor(
+        [[math.cos(angle), 0, -math.sin(angle), 0.2], [0, 1, 0, 0], [math.sin(angle), 0, math.cos(angle), 0.1], [0, 0, 0, 1]]
+    )
+    viewmats = torch.stack([torch.eye(4), turned])
+    Ks = torch.tensor([[25.0, 0, 16.0], [0, 25.0, 12.0], [0, 0, 1]]).expand(2, 3, 3)
+    return viewmats, Ks
+
+
+@pytest.mark.parametrize("absgrad", [False, True])
+def test_default_strategy_cycle_changes_the_count_as_its_rules_say(absgrad):
+    torch.manual_seed(0)  # split() samples offsets from the global generator
+    params = {name: torch.nn.Parameter(value) for name, value in _params().items()}
+    optimizers = {name: torch.optim.Adam([param], lr=1e-3) for name, param in params.items()}
+    strategy = DefaultStrategy(
+        prune_opa=PRUNE_OPACITY, grow_scale3d=GROW_SCALE3D, refine_start_iter=0, refine_every=1,
+        refine_stop_iter=10, reset_every=10**6, absgrad=absgrad,
+    )  # fmt: skip
+    strategy.check_sanity(params, optimizers)
+    state = strategy.initialize_state(scene_scale=1.0)
+    step = 1
+    viewmats, Ks = _cameras()
+
+    image, _, info = rasterization(
+        params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
+        params["features_dc"], viewmats, Ks, WIDTH, HEIGHT, packed=False, absgrad=absgrad,
+    )  # fmt: skip
+    strategy.step_pre_backward(params, optimizers, state, step, info)
+    target = torch.rand(image.shape, generator=torch.Generator().manual_seed(1))
+    (image - target).abs().mean().backward()
+    for optimizer in optimizers.values():
+        optimizer.step()
+
+    # The strategy's rules, applied by hand to the gradients our backward produced.
+    grads = (info["means2d"].absgrad if absgrad else info["means2d"].grad).clone()
+    grads[..., 0] *= WIDTH / 2.0 * 2
+    grads[..., 1] *= HEIGHT / 2.0 * 2
+    visible = info["radii"] > 0
+    norm_sum = (grads.norm(dim=-1) * visible).sum(0)
+    average = norm_sum / visible.sum(0).clamp_min(1)
+    ranked = torch.sort(average[visible.any(0)]).values
+    strategy.grow_grad2d = float(ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2  # half grow
+    with torch.no_grad():
+        grow = average > strategy.grow_grad2d
+        small = torch.exp(params["scales"]).max(dim=-1).values <= GROW_SCALE3D
+        duplicated, split = grow & small, grow & ~small
+        pruned = torch.sigmoid(params["opacities"]) < PRUNE_OPACITY
+        split_scales = params["scales"][split & ~pruned] - math.log(1.6)
+        duplicated_means = params["means"][duplicated & ~pruned].clone()
+    assert int(duplicated.sum()) > 0 and int(split.sum()) > 0 and int(pruned.sum()) > 0
+    copies = 1 + (duplicated | split).long()  # duplicated: original + copy; split: two children
+    expected = int((copies * ~pruned).sum())
+
+    strategy.step_post_backward(params, optimizers, state, step, info, packed=False)
+
+    assert {len(param) for param in params.values()} == {expected} != {40}
+    for name, param in params.items():
+        assert optimizers[name].param_groups[0]["params"][0] is param
+        assert optimizers[name].state[param]["exp_avg"].shape == param.shape
+    children = (params["scales"][:, None, :] - split_scales[None]).abs().amax(-1).lt(1e-6).sum(0)
+    assert children.tolist() == [2] * len(split_scales)
+    copies_found = (params["means"][:, None, :] == duplicated_means[None]).all(-1).sum(0)
+    assert copies_found.tolist() == [2] * len(duplicated_means)
