@@ -4,6 +4,8 @@
 # 4x wider compact backbone with its own shared start. Resumable; adds to results/evidence (finished
 # scene/init pairs there are reused). About 25 minutes per ablation on 2 CPU cores.
 set -euo pipefail
+# One thread per process: on a shared 2-core machine two 2-thread OpenMP pools thrash each other.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 STEPS=${STEPS:-1000}

@@ -11,6 +11,8 @@
 #     pointcloud (oracle depth) references, and the cost of a MetaGrad step (foresplat-bench metagrad)
 # The ablations (configs/ablations.sh) add their inits to the same results/evidence tables.
 set -euo pipefail
+# One thread per process: on a shared 2-core machine two 2-thread OpenMP pools thrash each other.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 STEPS=${STEPS:-1000}

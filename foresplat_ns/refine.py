@@ -244,6 +244,9 @@ class Refiner:
         for name, p in self.params.items():
             if not torch.isfinite(p).all():
                 raise FloatingPointError(f"refinement diverged: '{name}' became non-finite at step {self.step}")
+        if self.params["scales"].max() > 80:
+            # exp(log-scale) overflows float32 beyond ~88: divergence, caught before the renderer refuses it
+            raise FloatingPointError(f"refinement diverged: log-scales reached {self.params['scales'].max().item():.3g} at step {self.step}")
         if self.strategy is not None:
             self.strategy.step_post_backward(
                 self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False

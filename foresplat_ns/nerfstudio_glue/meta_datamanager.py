@@ -101,10 +101,11 @@ class MultiSceneDataManager(DataManager):
             try:
                 scenes.append(self._load_scene(path))
             except (ValueError, FileNotFoundError, OSError, AssertionError) as err:
-                skipped.append(path.name)
+                skipped.append(f"{path.name}: {err}")
                 CONSOLE.log(f"[yellow]foresplat-meta: skipping scene {path}: {err}")
         if not scenes:
-            raise ValueError(f"no usable scene under {root} ({len(paths)} candidates, skipped: {', '.join(skipped) or 'none'})")
+            reasons = "".join(f"\n  {reason}" for reason in skipped[:10]) + ("\n  ..." if len(skipped) > 10 else "")
+            raise ValueError(f"no usable scene under {root} ({len(paths)} candidates){reasons}")
         CONSOLE.log(f"foresplat-meta: {len(scenes)} {role} scenes from {root}" + (f", {len(skipped)} skipped" if skipped else ""))
         return scenes
 

@@ -1,0 +1,118 @@
+"""`ns-train foresplat-meta` through its console script: bad scene roots, two CPU processes, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import console_script, run_cli
+from foresplat_ns.backbones import load_backbone, save_checkpoint
+from foresplat_ns.backbones.compact import CompactBackboneConfig
+
+
+def meta_args(corpus: Path, out: Path, name: str, steps: int, *extra) -> list:
+    return [
+        "foresplat-meta", "--data", corpus, "--output-dir", out, "--experiment-name", "meta", "--timestamp", name,
+        "--max-num-iterations", steps, "--steps-per-save", 2, "--vis", "tensorboard",
+        "--machine.device-type", "cpu", "--pipeline.datamanager.num-context-views", 2,
+        "--pipeline.metagrad.inner-steps", 2, "--pipeline.model.compact.width", 8,
+        "--pipeline.model.compact.num-depth-planes", 8, *extra,
+    ]  # fmt: skip
+
+
+def run_dir(out: Path, name: str) -> Path:
+    return out / "meta" / "foresplat-meta" / name
+
+
+def ns_train(*args, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "1000"}  # rich: one message, one line
+    return subprocess.run([console_script("ns-train"), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_empty_scene_root_is_named(tmp_path):
+    empty = tmp_path / "no-scenes"
+    empty.mkdir()
+    proc = ns_train(*meta_args(empty, tmp_path / "out", "t", 2))
+    assert proc.returncode != 0
+    assert "no usable scene" in proc.stdout + proc.stderr and str(empty) in proc.stdout + proc.stderr
+
+
+def test_scenes_with_too_few_views_are_skipped_and_named(small_corpus, tmp_path):
+    """Asking for more context views than any scene has leaves nothing to train on: each scene is named."""
+    proc = ns_train(*meta_args(small_corpus, tmp_path / "out", "t", 2, "--pipeline.datamanager.num-context-views", 50))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "fewer than the 50 context views" in output and "no usable scene" in output
+
+
+def test_two_cpu_processes_train_one_backbone(small_corpus, tmp_path):
+    """nerfstudio's own launcher, gloo on CPU: two ranks train from a given start, rank 0 saves."""
+    start = CompactBackboneConfig(width=8, num_depth_planes=8).setup()
+    save_checkpoint(tmp_path / "start.pt", start)
+    run_cli(
+        "ns-train", *meta_args(small_corpus, tmp_path, "ddp", 4, "--machine.num-devices", 2,
+                               "--pipeline.model.init-checkpoint", tmp_path / "start.pt"), timeout=900,
+    )  # fmt: skip
+    run = run_dir(tmp_path, "ddp")
+    saved = torch.load(run / "nerfstudio_models" / "step-000000003.ckpt", weights_only=True)["pipeline"]
+    assert all(k.startswith("_model.module.") for k in saved), "the model was not wrapped in DistributedDataParallel"
+    trained, extra = load_backbone(run / "backbone.pt")
+    assert extra["step"] == 3
+    before = start.state_dict()
+    changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "two-process training left the backbone unchanged"
+
+
+def test_killed_run_resumes_from_its_last_save(small_corpus, tmp_path):
+    """SIGKILL mid-training; --load-dir continues from the newest complete checkpoint, none is truncated."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    args = meta_args(small_corpus, tmp_path, "kill", 10_000)
+    proc = subprocess.Popen([console_script("ns-train"), *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = run_dir(tmp_path, "kill") / "nerfstudio_models"
+    deadline = time.time() + 600
+    try:
+        while not (checkpoints / "step-000000006.ckpt").exists():
+            assert proc.poll() is None, "training stopped before it was killed"
+            assert time.time() < deadline, "no checkpoint at step 6 within 10 minutes"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = sorted(checkpoints.glob("step-*.ckpt"))
+    last = int(saved[-1].stem.split("-")[1])
+    for path in saved:  # every checkpoint left behind is whole
+        torch.load(path, weights_only=True)
+    shutil.copytree(checkpoints, tmp_path / "at-kill")
+
+    # nerfstudio counts --max-num-iterations from the step after the loaded one
+    resumed = run_cli("ns-train", *meta_args(small_corpus, tmp_path, "resume", 4, "--load-dir", checkpoints))
+    assert f"step-{last:09d}.ckpt" in resumed.stdout.replace("\n", "")
+    final = sorted((run_dir(tmp_path, "resume") / "nerfstudio_models").glob("step-*.ckpt"))[-1]
+    assert int(final.stem.split("-")[1]) == last + 4
+    _, extra = load_backbone(run_dir(tmp_path, "resume") / "backbone.pt")
+    assert extra["step"] == last + 4
+
+
+def test_meta_checkpoint_initialises_ns_train_foresplat(small_corpus, small_scene, tmp_path):
+    run_cli("ns-train", *meta_args(small_corpus, tmp_path, "meta", 2))
+    backbone = run_dir(tmp_path, "meta") / "backbone.pt"
+    run_cli(
+        "ns-train", "foresplat", "--data", small_scene, "--output-dir", tmp_path, "--timestamp", "init",
+        "--max-num-iterations", 2, "--vis", "tensorboard", "--pipeline.backbone-checkpoint", backbone,
+    )  # fmt: skip
+    assert list(tmp_path.glob("**/init/nerfstudio_models/step-*.ckpt"))
+
+
+def test_checkpoint_of_another_config_is_refused(small_corpus, tmp_path):
+    run_cli("ns-train", *meta_args(small_corpus, tmp_path, "narrow", 2))
+    proc = ns_train(*meta_args(small_corpus, tmp_path, "wide", 2, "--pipeline.model.compact.width", 16,
+                               "--pipeline.model.init-checkpoint", run_dir(tmp_path, "narrow") / "backbone.pt"))  # fmt: skip
+    assert proc.returncode != 0
+    assert "backbone.pt" in proc.stdout + proc.stderr and "width" in proc.stdout + proc.stderr
