@@ -9,7 +9,7 @@
 #  4. our variant (annealed zero-step weight), seed 0
 #  5. foresplat-bench refine on the held-out scenes for every resulting init, plus random and
 #     pointcloud (oracle depth) references, and the cost of a MetaGrad step (foresplat-bench metagrad)
-# The ablations (configs/ablations.sh) add their inits to the same results/evidence tables.
+# The ablations are configs/ablations.sh.
 set -euo pipefail
 # One thread per process: on a shared 2-core machine two 2-thread OpenMP pools thrash each other.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
