@@ -108,3 +108,31 @@ def test_default_strategy_cycle_changes_the_count_as_its_rules_say(absgrad):
     assert children.tolist() == [2] * len(split_scales)
     copies_found = (params["means"][:, None, :] == duplicated_means[None]).all(-1).sum(0)
     assert copies_found.tolist() == [2] * len(duplicated_means)
+
+
+def _refiner_on_opaque_gaussians(config):
+    from foresplat_ns.gaussians import Gaussians
+    from foresplat_ns.refine import Refiner, View
+
+    params = _params()
+    gaussians = Gaussians.from_activated(
+        means=params["means"], scales=params["scales"].exp(), quats=torch.tensor([[1.0, 0, 0, 0]]).expand(40, 4),
+        opacities=torch.full((40,), 0.9), rgb=torch.rand(40, 3, generator=torch.Generator().manual_seed(1)), sh_degree=0,
+    )  # fmt: skip
+    K = torch.tensor([[30.0, 0, WIDTH / 2], [0, 30.0, HEIGHT / 2], [0, 0, 1]])
+    view = View(image=torch.rand(HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(2)), viewmat=torch.eye(4), K=K)
+    return Refiner(gaussians, config, num_train_views=1, densify=True, generator=torch.Generator().manual_seed(0)), view
+
+
+def test_refinement_keeps_predicted_opacities_at_step_zero_and_still_resets_later():
+    """gsplat 1.4 resets opacities at step 0 too; a predicted init must keep its opacities there."""
+    from foresplat_ns.refine import RefineConfig
+
+    config = RefineConfig(sh_degree=0, reset_alpha_every=1, refine_every=3, warmup_length=10)
+    refiner, view = _refiner_on_opaque_gaussians(config)
+    refiner.train_step(view)  # step 0: one Adam step moves a logit by at most ~lr
+    after_first = torch.sigmoid(refiner.params["opacities"])
+    assert after_first.min() > 0.85, "opacities were reset at step 0"
+    for _ in range(3):  # steps 1, 2, 3: the reset at step 3 = reset_alpha_every * refine_every still happens
+        refiner.train_step(view)
+    assert torch.sigmoid(refiner.params["opacities"]).max() <= 2 * config.cull_alpha_thresh + 1e-6
