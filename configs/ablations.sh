@@ -39,6 +39,6 @@ for RUN in "${ORDER[@]}"; do
         INITS+=("$RUN:$RUNS/$RUN/backbone.pt")
     fi
     # After each ablation, so a partial run still leaves a complete table for what it finished.
-    $BIN/foresplat-bench refine --scenes data/heldout --init "${INITS[@]}" --reference vanilla-s0 \
+    $BIN/foresplat-bench refine --scenes data/heldout --max-scenes 16 --init "${INITS[@]}" --reference vanilla-s0 \
         --max-steps 500 --output results/ablations
 done

@@ -39,6 +39,6 @@ INITS=(random pointcloud "start:$RUNS/pretrain/backbone.pt")
 for RUN in vanilla-s0 vanilla-s1 vanilla-wall-s0 vanilla-wall-s1 metagrad-s0 metagrad-s1 var-anneal; do
     INITS+=("$RUN:$RUNS/$RUN/backbone.pt")
 done
-$BIN/foresplat-bench refine --scenes data/heldout --init "${INITS[@]}" --reference vanilla-s0 \
+$BIN/foresplat-bench refine --scenes data/heldout --max-scenes 16 --init "${INITS[@]}" --reference vanilla-s0 \
     --max-steps 500 --output results/evidence
 $BIN/foresplat-bench metagrad --output results/evidence/metagrad_cost.md
