@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from foresplat_ns.backbones import compact, pointcloud  # noqa: F401  (registers compact, pointcloud, random)
+# Registers compact, pointcloud, random, and the large pretrained anysplat and pi3x, whose modules
+# import their optional upstream packages (ffgs, pi3) only when a model is built.
+from foresplat_ns.backbones import anysplat, compact, pi3x, pointcloud  # noqa: F401
 from foresplat_ns.backbones.base import (
     Backbone,
     BackboneConfig,
@@ -25,13 +27,22 @@ def shipped_checkpoint(backbone: str, rule: str = "foresplat") -> Path:
 
 
 def resolve_backbone(name: str, checkpoint: Optional[Path] = None) -> Backbone:
-    """The backbone `name`, with weights from `checkpoint` or the shipped ForeSplat checkpoint."""
-    config_cls = backbone_config_class(name)
-    backbone = config_cls().setup()
-    if not backbone.is_learned:
-        if checkpoint is not None:
-            raise ValueError(f"the '{name}' initialiser is not learned and takes no checkpoint (got {checkpoint})")
-        return backbone
+    """The backbone `name`, with weights from `checkpoint` or the shipped ForeSplat checkpoint.
+
+    Pretrained upstream models (anysplat, pi3x) take their release's weights (a `.safetensors` file
+    or a folder; none: the Hugging Face cache), found before their large model is built; a `.pt`
+    checkpoint is one of ours (`save_checkpoint`, e.g. after fine-tuning one).
+    """
+    config = backbone_config_class(name)()
+    if hasattr(config, "load_pretrained"):
+        if checkpoint is None or Path(checkpoint).suffix != ".pt":
+            return config.load_pretrained(checkpoint)
+    else:
+        backbone = config.setup()
+        if not backbone.is_learned:
+            if checkpoint is not None:
+                raise ValueError(f"the '{name}' initialiser is not learned and takes no checkpoint (got {checkpoint})")
+            return backbone
     if checkpoint is None:
         checkpoint = shipped_checkpoint(name)
         if not checkpoint.is_file():
