@@ -18,11 +18,12 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from foresplat_ns.backbones.base import Backbone, ContextViews
 from foresplat_ns.backbones.compact import matrix_to_quaternion, quaternion_multiply
 from foresplat_ns.cameras import opengl_to_opencv
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
@@ -271,3 +272,26 @@ def load_weights(module: nn.Module, path: Path, model_name: str, ignored_prefixe
             f"{len(unexpected)} unexpected keys {unexpected[:5]} (another model, or another architecture setting?)"
         )
 
+
+
+class AlignedBackbone(Backbone):
+    """A large backbone that predicts in its own frame: subclasses give `predict_model_frame` (Gaussians per
+    batch element and the predicted camera-to-worlds) and `source`; the fit into the dataset's frame, the
+    cap and the checks are shared. Its config carries max_gaussians, seed and the two error bounds."""
+
+    source: str = ""
+
+    def predict_model_frame(self, context: ContextViews) -> Tuple[List[Gaussians], Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def predict(self, context: ContextViews) -> AlignedPrediction:
+        """The Gaussians in the dataset's frame, with the frame fit and its per-view residuals."""
+        samples, predicted_c2w = self.predict_model_frame(context)
+        cfg = self.config
+        return align_to_dataset(
+            samples, predicted_c2w, context.camtoworlds, cfg.max_gaussians, cfg.seed, self.source,
+            cfg.max_centre_error, cfg.max_rotation_error_deg,
+        )  # fmt: skip
+
+    def forward(self, context: ContextViews) -> Gaussians:
+        return self.predict(context).gaussians

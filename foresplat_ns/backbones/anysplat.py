@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from foresplat_ns.backbones.align import AlignedPrediction, align_to_dataset, find_weights, load_weights
+from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews, register_backbone
 from foresplat_ns.gaussians import Gaussians, num_sh_bases, sh_to_rgb
 
@@ -110,7 +110,9 @@ def model_image_shape(height: int, width: int, long_side: int) -> Tuple[int, int
     return tuple(max(PATCH, round(side * scale / PATCH) * PATCH) for side in (height, width))
 
 
-class AnySplatBackbone(Backbone):
+class AnySplatBackbone(AlignedBackbone):
+    source = SOURCE
+
     HEAD_PREFIX = "anysplat.encoder.gaussian_param_head."
 
     def __init__(self, config: AnySplatBackboneConfig, model: nn.Module):
@@ -156,21 +158,3 @@ class AnySplatBackbone(Backbone):
                 )
             )
         return samples, raw.pred_context_pose["extrinsic"]
-
-    def predict(self, context: ContextViews) -> AlignedPrediction:
-        """The Gaussians in the dataset's frame, with the frame fit and its per-view residuals."""
-        samples, predicted_c2w = self.predict_model_frame(context)
-        cfg = self.config
-        return align_to_dataset(
-            samples,
-            predicted_c2w,
-            context.camtoworlds,
-            cfg.max_gaussians,
-            cfg.seed,
-            SOURCE,
-            cfg.max_centre_error,
-            cfg.max_rotation_error_deg,
-        )
-
-    def forward(self, context: ContextViews) -> Gaussians:
-        return self.predict(context).gaussians

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foresplat_ns.backbones.align import AlignedPrediction, align_to_dataset, find_weights, load_weights
+from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews, register_backbone
 from foresplat_ns.backbones.compact import matrix_to_quaternion, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians
@@ -150,7 +150,9 @@ class _GaussianHead(nn.Module):
         return self.out(F.relu(self.conv2(x)))
 
 
-class Pi3XBackbone(Backbone):
+class Pi3XBackbone(AlignedBackbone):
+    source = SOURCE
+
     def __init__(self, config: Pi3XBackboneConfig, model: nn.Module):
         super().__init__()
         self.config = config
@@ -242,21 +244,3 @@ class Pi3XBackbone(Backbone):
                 )
             )
         return samples, out["camera_poses"]
-
-    def predict(self, context: ContextViews) -> AlignedPrediction:
-        """The Gaussians in the dataset's frame, with the frame fit and its per-view residuals."""
-        samples, predicted_c2w = self.predict_model_frame(context)
-        cfg = self.config
-        return align_to_dataset(
-            samples,
-            predicted_c2w,
-            context.camtoworlds,
-            cfg.max_gaussians,
-            cfg.seed,
-            SOURCE,
-            cfg.max_centre_error,
-            cfg.max_rotation_error_deg,
-        )
-
-    def forward(self, context: ContextViews) -> Gaussians:
-        return self.predict(context).gaussians
