@@ -49,3 +49,26 @@ def small_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "scenes"
     generate_corpus(SceneConfig(seed=11, resolution=32, num_views=10, num_eval_views=2), root, num_scenes=4)
     return root
+
+
+def meta_train_in_process(model, corpus: Path, steps: int):
+    """`ns-train foresplat-meta`'s pipeline and optimisers, stepped here (for backbones a console script
+    can't build, such as test-sized large models): returns the pipeline and the last step's metrics."""
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from foresplat_ns.nerfstudio_glue.method_configs import foresplat_meta_trainer_config
+
+    config = foresplat_meta_trainer_config()
+    config.pipeline.model = model
+    config.pipeline.datamanager.data = corpus
+    config.pipeline.datamanager.num_context_views = 2
+    config.pipeline.metagrad.inner_steps = 2
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    metrics = {}
+    for step in range(steps):
+        _, losses, metrics = pipeline.get_train_loss_dict(step)
+        optimizers.zero_grad_all()
+        losses["surrogate"].backward()
+        optimizers.optimizer_step_all()
+    return pipeline, metrics

@@ -162,3 +162,27 @@ def test_our_checkpoint_round_trip_through_resolve_backbone(tiny, tmp_path):
         a, b = tiny(context), loaded(context)
     for name, t in a.items():
         torch.testing.assert_close(getattr(b, name), t, msg=name)
+
+
+def test_foresplat_meta_fine_tunes_the_gaussian_head_and_foresplat_loads_it(tiny, small_corpus, tmp_path):
+    """foresplat-meta on AnySplat: released weights in, only the head trained (the default for a pretrained
+    backbone), the written checkpoint is what `ns-train foresplat --pipeline.backbone anysplat` resolves."""
+    from safetensors.torch import save_file
+
+    from conftest import meta_train_in_process
+    from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
+
+    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    model = BackboneModelConfig(backbone="anysplat", anysplat=tiny_config(), init_checkpoint=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: its cameras fit the scenes' loosely
+        pipeline, metrics = meta_train_in_process(model, small_corpus, steps=2)
+    assert metrics["skipped_scenes"] == 0.0 and metrics["num_gaussians"] > 0
+    assert set(pipeline.get_param_groups()) == {"backbone_head"}
+    before = tiny.state_dict()
+    changed = {n for n, p in pipeline.backbone.state_dict().items() if not torch.equal(p, before[n])}
+    assert changed and changed <= set(pipeline.backbone.head_parameter_names())
+    pipeline.save_backbone(tmp_path / "backbone.pt", step=2)
+    loaded = resolve_backbone("anysplat", tmp_path / "backbone.pt")
+    for name, p in pipeline.backbone.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], p), name

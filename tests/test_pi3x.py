@@ -225,3 +225,27 @@ def test_resolve_backbone_still_resolves_the_others(tmp_path):
         resolve_backbone("pointcloud", tmp_path / "x.pt")
     with pytest.raises(ValueError, match="unknown backbone 'nope'; known backbones: anysplat, compact, pi3x, pointcloud, random"):
         resolve_backbone("nope")
+
+
+def test_foresplat_meta_trains_our_head_on_pi3x(small_corpus, tmp_path, monkeypatch):
+    """foresplat-meta on Pi3X (the stand-in, released weights from a folder): only our head trains by
+    default, and --pipeline.model.trainable all reaches the trunk."""
+    from safetensors.torch import save_file
+
+    from conftest import meta_train_in_process
+    from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
+
+    torch.manual_seed(0)
+    release = StandInPi3X()
+    save_file(dict(release.state_dict()), str(tmp_path / "model.safetensors"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())
+    monkeypatch.setattr(Pi3XBackboneConfig, "build_model", lambda self: StandInPi3X())
+    for trainable, trunk_trains in (("auto", False), ("all", True)):
+        model = BackboneModelConfig(backbone="pi3x", pi3x=small_config(), init_checkpoint=tmp_path, trainable=trainable)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the stand-in's ring of cameras fits the scenes' loosely
+            pipeline, metrics = meta_train_in_process(model, small_corpus, steps=2)
+        assert metrics["skipped_scenes"] == 0.0
+        trunk = pipeline.backbone.pi3x.point_decoder.weight
+        assert torch.equal(trunk, release.point_decoder.weight) != trunk_trains, trainable
+        assert all(p.requires_grad == trunk_trains for p in pipeline.backbone.trunk_parameters())

@@ -26,15 +26,37 @@ def shipped_checkpoint(backbone: str, rule: str = "foresplat") -> Path:
     return SHIPPED_CHECKPOINTS / f"{backbone}-{rule}.pt"
 
 
+def build_backbone(config: BackboneConfig, checkpoint: Optional[Path] = None) -> Backbone:
+    """The backbone `config` describes, with its starting weights.
+
+    A `.pt` checkpoint is one of ours (`save_checkpoint`) and must hold this very config. Otherwise a
+    pretrained upstream model (anysplat, pi3x) takes its release's weights from `checkpoint` (a
+    `.safetensors` file or a folder; None: the Hugging Face cache), found before the model is built,
+    and any other backbone starts from its own initialisation.
+    """
+    if checkpoint is not None and Path(checkpoint).suffix == ".pt":
+        return load_backbone(checkpoint, expected=config)[0]
+    if is_pretrained(config):
+        return config.load_pretrained(checkpoint)
+    if checkpoint is not None:
+        raise ValueError(f"the '{config.name}' backbone takes ForeSplat .pt checkpoints only, got {checkpoint}")
+    return config.setup()
+
+
+def is_pretrained(config: BackboneConfig) -> bool:
+    """Whether the backbone is a large pretrained upstream model (weights from its release)."""
+    return hasattr(config, "load_pretrained")
+
+
 def resolve_backbone(name: str, checkpoint: Optional[Path] = None) -> Backbone:
     """The backbone `name`, with weights from `checkpoint` or the shipped ForeSplat checkpoint.
 
     Pretrained upstream models (anysplat, pi3x) take their release's weights (a `.safetensors` file
     or a folder; none: the Hugging Face cache), found before their large model is built; a `.pt`
-    checkpoint is one of ours (`save_checkpoint`, e.g. after fine-tuning one).
+    checkpoint is one of ours (`save_checkpoint`, e.g. after fine-tuning one), whose own config is used.
     """
     config = backbone_config_class(name)()
-    if hasattr(config, "load_pretrained"):
+    if is_pretrained(config):
         if checkpoint is None or Path(checkpoint).suffix != ".pt":
             return config.load_pretrained(checkpoint)
     else:
@@ -59,7 +81,9 @@ def resolve_backbone(name: str, checkpoint: Optional[Path] = None) -> Backbone:
 __all__ = [
     "Backbone",
     "BackboneConfig",
+    "build_backbone",
     "ContextViews",
+    "is_pretrained",
     "load_backbone",
     "registered_backbones",
     "resolve_backbone",

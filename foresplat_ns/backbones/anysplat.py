@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from tyro.conf import Suppress
 
 from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews, register_backbone
@@ -55,8 +56,9 @@ def _ffgs():
 class AnySplatBackboneConfig(BackboneConfig):
     name: ClassVar[str] = "anysplat"
 
-    architecture: Optional[Dict[str, Any]] = None
-    """Keyword arguments of ffgs's `AnySplat`; None is the released model (about 1.19 B parameters)."""
+    architecture: Suppress[Optional[Dict[str, Any]]] = None
+    """Keyword arguments of ffgs's `AnySplat`; None is the released model (about 1.19 B parameters). Not on the
+    command line: other architectures have no released weights (tests build a tiny one)."""
     image_size: int = 448
     """Longer image side the model sees (the shorter one keeps the aspect ratio); multiples of 14, as
     AnySplat's patches. The released model was trained at 448x448."""
