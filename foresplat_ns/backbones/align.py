@@ -226,8 +226,9 @@ def find_weights(checkpoint: Optional[Path], repo_id: str, filename: str, model_
     file and how to get it."""
     how = (
         f"Download them (licence: {licence}) with `hf download {repo_id} {filename}` (into the Hugging Face cache, "
-        f"found automatically) or `hf download {repo_id} {filename} --local-dir DIR` and pass "
-        "--pipeline.backbone-checkpoint DIR"
+        f"found automatically) or `hf download {repo_id} {filename} --local-dir DIR` and pass DIR as the "
+        "checkpoint (ns-train foresplat: --pipeline.backbone-checkpoint DIR; ns-train foresplat-meta: "
+        "--pipeline.model.init-checkpoint DIR; foresplat-distill: --teacher-checkpoint DIR)"
     )
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -244,7 +245,7 @@ def find_weights(checkpoint: Optional[Path], repo_id: str, filename: str, model_
     else:
         cached, cache = try_to_load_from_cache(repo_id, filename), HF_HUB_CACHE
     if not isinstance(cached, str):
-        raise ValueError(f"{model_name} weights not found: no {repo_id}/{filename} in {cache}, and no --pipeline.backbone-checkpoint. {how}")
+        raise ValueError(f"{model_name} weights not found: no {repo_id}/{filename} in {cache}, and no checkpoint path given. {how}")
     return Path(cached)
 
 
