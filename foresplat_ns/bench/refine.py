@@ -254,14 +254,18 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
 
 def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) -> None:
     """PSNR against steps and against seconds: one line per init, the band is ± one s.e.m."""
+    import itertools
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Past ten inits the default cycle repeats colours: give every init its own.
+    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
     for axis, name in (("steps", "psnr_vs_steps.png"), ("seconds", "psnr_vs_seconds.png")):
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-        for label in labels:
+        fig, ax = plt.subplots(figsize=(6, 4) if len(labels) <= 10 else (8, 5), dpi=120)
+        for label, colour in zip(labels, itertools.cycle(colours)):
             records = [runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs]
             n = len(records[0]["steps"])
             xs = [sum(r[axis][i] for r in records) / len(records) for i in range(n)]
@@ -269,8 +273,8 @@ def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) ->
             mean = [m for m, _ in stats]
             sem = [0.0 if math.isnan(e) else e for _, e in stats]
             xs_plot = [max(x, 0.5) if axis == "steps" else x for x in xs]
-            ax.plot(xs_plot, mean, marker="o", markersize=3, label=label)
-            ax.fill_between(xs_plot, [m - e for m, e in zip(mean, sem)], [m + e for m, e in zip(mean, sem)], alpha=0.2)
+            ax.plot(xs_plot, mean, marker="o", markersize=3, label=label, color=colour)
+            ax.fill_between(xs_plot, [m - e for m, e in zip(mean, sem)], [m + e for m, e in zip(mean, sem)], alpha=0.2, color=colour)
         if axis == "steps":
             ax.set_xscale("log")
             ax.set_xlabel("refinement steps (0 plotted at 0.5)")
@@ -278,7 +282,7 @@ def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) ->
             ax.set_xlabel("refinement wall time (s)")
         ax.set_ylabel("held-out PSNR (dB)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small", ncol=1 if len(labels) <= 10 else 2)
         fig.tight_layout()
         fig.savefig(output / name)
         plt.close(fig)
