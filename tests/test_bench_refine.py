@@ -17,7 +17,8 @@ def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
         random_gaussians=500, reference="random", max_scenes=2, refine=RefineConfig(),
     )  # fmt: skip
     summary = main(config)
-    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = results["runs"]
     assert len(runs) == 4 and all(r["steps"] == [0, 1, 2, 5] for r in runs.values())
     assert all(np.isfinite(r["psnr"]).all() for r in runs.values())
     assert "| pointcloud |" in (tmp_path / "summary.md").read_text()
@@ -27,7 +28,6 @@ def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
     # a second call with the same settings refines nothing again: a stale record would be kept as is
     marker = next(iter(runs))
     runs[marker]["psnr"][0] = 99.0
-    (tmp_path / "results.json").write_text(json.dumps({**json.loads((tmp_path / "results.json").read_text()), "runs": runs}))
+    (tmp_path / "results.json").write_text(json.dumps(results))
     main(config)
     assert json.loads((tmp_path / "results.json").read_text())["runs"][marker]["psnr"][0] == 99.0
-
