@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from foresplat_ns.backbones import Backbone, load_backbone, resolve_backbone, save_checkpoint
+from foresplat_ns.backbones import Backbone, PretrainedSettings, load_backbone, resolve_backbone, save_checkpoint
 from foresplat_ns.backbones.compact import CompactBackboneConfig
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MetaBatch, MultiSceneDataManagerConfig
@@ -54,6 +54,8 @@ class DistillConfig:
     """The backbone to reproduce (`--pipeline.backbone` names: anysplat, pi3x, ...)."""
     teacher_checkpoint: Optional[Path] = None
     """The teacher's weights, as `--pipeline.backbone-checkpoint` takes them; none: its default."""
+    pretrained: PretrainedSettings = field(default_factory=PretrainedSettings)
+    """A large teacher's settings on its release weights (e.g. --pretrained.anysplat.image-size)."""
     student: CompactBackboneConfig = field(default_factory=CompactBackboneConfig)
     """The compact backbone's settings; `ns-train foresplat-meta` must be given the same ones to fine-tune it."""
     init_checkpoint: Optional[Path] = None
@@ -129,7 +131,7 @@ class Distiller:
     def __init__(self, config: DistillConfig):
         self.config = config
         # The teacher first: a missing weights file or package fails before any scene is read.
-        self.teacher: Backbone = resolve_backbone(config.teacher, config.teacher_checkpoint).to(config.device).eval()
+        self.teacher: Backbone = resolve_backbone(config.teacher, config.teacher_checkpoint, config.pretrained).to(config.device).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         datamanager = dataclasses.replace(config.datamanager, data=config.data, seed=config.seed)

@@ -10,15 +10,13 @@ import warnings
 import pytest
 import torch
 
-pytest.importorskip("ffgs", reason="the anysplat backbone needs the optional ffgs package (pip install -e '.[anysplat]')")
-
-from foresplat_ns.backbones import ContextViews, resolve_backbone, save_checkpoint  # noqa: E402
-from foresplat_ns.backbones.align import Similarity  # noqa: E402
-from foresplat_ns.backbones.anysplat import AnySplatBackboneConfig  # noqa: E402
-from foresplat_ns.cameras import viewmats_from_camtoworlds  # noqa: E402
-from foresplat_ns.metagrad import MetaGradConfig, metagrad_step  # noqa: E402
-from foresplat_ns.refine import RefineConfig, View  # noqa: E402
-from test_compact_backbone import make_context  # noqa: E402
+from foresplat_ns.backbones import ContextViews, PretrainedSettings, resolve_backbone, save_checkpoint
+from foresplat_ns.backbones.align import Similarity
+from foresplat_ns.backbones.anysplat import AnySplatBackboneConfig
+from foresplat_ns.cameras import viewmats_from_camtoworlds
+from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
+from foresplat_ns.refine import RefineConfig, View
+from test_compact_backbone import make_context
 
 TINY = dict(
     intermediate_layer_idx=[0, 1, 2, 3],
@@ -150,6 +148,37 @@ def test_released_weights_load_strictly(tiny, tmp_path):
     save_file({k: v for k, v in state.items() if k != missing}, str(tmp_path / "partial.safetensors"))
     with pytest.raises(ValueError, match=rf"AnySplat weights .*partial.safetensors do not fit the model: 1 missing keys \['{missing}'\]"):
         tiny_config().load_pretrained(tmp_path / "partial.safetensors")
+
+
+def test_release_weights_take_the_given_settings(tiny, tmp_path):
+    """`ns-train foresplat --pipeline.pretrained.anysplat.*` reaches the model built on release weights;
+    our own .pt checkpoint keeps the config it was saved with."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=50))
+    loaded = resolve_backbone("anysplat", tmp_path, settings)
+    assert loaded.config == tiny_config(max_gaussians=50)
+    with torch.no_grad():
+        assert loaded(consistent_context(tiny, TRUTH, views=2)).num_gaussians == 50
+    save_checkpoint(tmp_path / "ours.pt", tiny)
+    assert resolve_backbone("anysplat", tmp_path / "ours.pt", settings).config == tiny.config
+
+
+def test_ns_train_foresplat_starts_from_release_weights(tiny, small_scene, tmp_path):
+    """`ns-train foresplat --pipeline.backbone anysplat --pipeline.backbone-checkpoint DIR`: the scene's
+    training views through AnySplat (with the given settings) make splatfacto's first Gaussians."""
+    from safetensors.torch import save_file
+
+    from test_nerfstudio import setup_pipeline
+
+    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: its cameras fit the scene's loosely
+        pipeline = setup_pipeline(small_scene, "anysplat", backbone_checkpoint=tmp_path, pretrained=settings, num_context_views=2)
+    assert pipeline.model.num_points == 40
+    assert torch.isfinite(pipeline.model.means).all()
 
 
 def test_our_checkpoint_round_trip_through_resolve_backbone(tiny, tmp_path):

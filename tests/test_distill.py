@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("ffgs", reason="the AnySplat teacher needs the optional ffgs package (pip install -e '.[anysplat]')")
-
-from conftest import console_script  # noqa: E402
-from foresplat_ns.backbones import load_backbone, resolve_backbone, save_checkpoint  # noqa: E402
-from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig  # noqa: E402
-from foresplat_ns.distill import RESUME_FILE, STUDENT_FILE, DistillConfig, distill  # noqa: E402
-from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig  # noqa: E402
-from test_anysplat import tiny_config  # noqa: E402
+from conftest import console_script
+from foresplat_ns.backbones import load_backbone, resolve_backbone, save_checkpoint
+from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig
+from foresplat_ns.distill import RESUME_FILE, STUDENT_FILE, DistillConfig, distill
+from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
+from test_anysplat import tiny_config
 
 STUDENT = CompactBackboneConfig(width=8, num_depth_planes=8)
 pytestmark = pytest.mark.filterwarnings("ignore:anysplat backbone. its predicted cameras fit the dataset's poses loosely")

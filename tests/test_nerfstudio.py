@@ -199,13 +199,16 @@ def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path):
 
 
 # -- bad input -----------------------------------------------------------------------------------
-def setup_pipeline(scene: Path, backbone: str = "pointcloud"):
+def setup_pipeline(scene: Path, backbone: str = "pointcloud", **settings):
+    """`ns-train foresplat`'s pipeline on `scene` as training builds it; `settings` are pipeline fields."""
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     config = method_config("foresplat")
     config.pipeline.datamanager.data = scene
     config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=scene, eval_mode="filename")
     config.pipeline.backbone = backbone
+    for name, value in settings.items():
+        setattr(config.pipeline, name, value)
     return config.pipeline.setup(device="cpu", test_mode="val")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 # Registers compact, pointcloud, random, and the large pretrained anysplat and pi3x, whose modules
 # import their optional upstream packages (ffgs, pi3) only when a model is built.
 from foresplat_ns.backbones import anysplat, compact, pi3x, pointcloud  # noqa: F401
+from foresplat_ns.backbones.anysplat import AnySplatBackboneConfig
 from foresplat_ns.backbones.base import (
     Backbone,
     BackboneConfig,
@@ -17,6 +19,7 @@ from foresplat_ns.backbones.base import (
     registered_backbones,
     save_checkpoint,
 )
+from foresplat_ns.backbones.pi3x import Pi3XBackboneConfig
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 """Checkpoints installed with the package: <backbone>-foresplat.pt (MetaGrad) and <backbone>-vanilla.pt."""
@@ -48,14 +51,26 @@ def is_pretrained(config: BackboneConfig) -> bool:
     return hasattr(config, "load_pretrained")
 
 
-def resolve_backbone(name: str, checkpoint: Optional[Path] = None) -> Backbone:
+@dataclass
+class PretrainedSettings:
+    """Settings of the large pretrained backbones when they load their release's weights.
+
+    A ForeSplat `.pt` checkpoint carries its own config, so these apply to release weights only.
+    """
+
+    anysplat: AnySplatBackboneConfig = field(default_factory=AnySplatBackboneConfig)
+    pi3x: Pi3XBackboneConfig = field(default_factory=Pi3XBackboneConfig)
+
+
+def resolve_backbone(name: str, checkpoint: Optional[Path] = None, pretrained: Optional[PretrainedSettings] = None) -> Backbone:
     """The backbone `name`, with weights from `checkpoint` or the shipped ForeSplat checkpoint.
 
     Pretrained upstream models (anysplat, pi3x) take their release's weights (a `.safetensors` file
-    or a folder; none: the Hugging Face cache), found before their large model is built; a `.pt`
-    checkpoint is one of ours (`save_checkpoint`, e.g. after fine-tuning one), whose own config is used.
+    or a folder; none: the Hugging Face cache) with their settings in `pretrained` (default: the
+    release's), found before their large model is built; a `.pt` checkpoint is one of ours
+    (`save_checkpoint`, e.g. after fine-tuning one), whose own config is used.
     """
-    config = backbone_config_class(name)()
+    config = getattr(pretrained or PretrainedSettings(), name, None) or backbone_config_class(name)()
     if is_pretrained(config):
         if checkpoint is None or Path(checkpoint).suffix != ".pt":
             return config.load_pretrained(checkpoint)
@@ -85,6 +100,7 @@ __all__ = [
     "ContextViews",
     "is_pretrained",
     "load_backbone",
+    "PretrainedSettings",
     "registered_backbones",
     "resolve_backbone",
     "save_checkpoint",

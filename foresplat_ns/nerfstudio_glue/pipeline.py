@@ -18,7 +18,7 @@ from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, Vanill
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from foresplat_ns.backbones import resolve_backbone
+from foresplat_ns.backbones import PretrainedSettings, resolve_backbone
 from foresplat_ns.data import evenly_spaced, scene_views_from_datamanager, setup_full_image_datamanager
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 
@@ -29,7 +29,10 @@ class ForeSplatPipelineConfig(VanillaPipelineConfig):
     backbone: str = "compact"
     """Initialiser: a learned backbone (compact, ...) or a non-learned one (pointcloud, random)."""
     backbone_checkpoint: Optional[Path] = None
-    """Weights for a learned backbone; default: the ForeSplat checkpoint shipped with the package."""
+    """Weights for a learned backbone; default: the ForeSplat checkpoint shipped with the package. For
+    anysplat and pi3x also their release's weights (model.safetensors or its folder; none: the Hugging Face cache)."""
+    pretrained: PretrainedSettings = field(default_factory=PretrainedSettings)
+    """Settings of anysplat and pi3x on release weights (e.g. --pipeline.pretrained.anysplat.image-size)."""
     num_context_views: int = 4
     """Training views (evenly chosen) the backbone sees."""
     max_gaussians: int = 100_000
@@ -76,7 +79,7 @@ class ForeSplatPipeline(VanillaPipeline):
     @torch.no_grad()
     def predict_initial_gaussians(self) -> Gaussians:
         scene = scene_views_from_datamanager(self.datamanager)
-        backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint)
+        backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint, self.config.pretrained)
         indices = evenly_spaced(self.config.num_context_views, len(scene))
         CONSOLE.log(
             f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
