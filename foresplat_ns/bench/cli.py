@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tyro
 
+from foresplat_ns.bench.backbone import BackboneBenchConfig
+from foresplat_ns.bench.backbone import main as backbone_main
 from foresplat_ns.bench.metagrad import MetaGradBenchConfig
 from foresplat_ns.bench.metagrad import main as metagrad_main
 from foresplat_ns.bench.raster import RasterBenchConfig
@@ -15,6 +17,7 @@ COMMANDS = {
     "raster": (RasterBenchConfig, raster_main),
     "refine": (RefineBenchConfig, refine_main),
     "metagrad": (MetaGradBenchConfig, metagrad_main),
+    "backbone": (BackboneBenchConfig, backbone_main),
 }
 
 

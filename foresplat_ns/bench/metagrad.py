@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from foresplat_ns.backbones.base import ContextViews
+from foresplat_ns.bench.backbone import generated_scene
 from foresplat_ns.backbones.compact import CompactBackboneConfig
 from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.data import evenly_spaced
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
 from foresplat_ns.refine import RefineConfig, View
-from foresplat_ns.synth import SceneConfig, render_views, sample_scene
 
 CONSOLE = Console()
 
@@ -62,9 +62,7 @@ def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
     """Seconds per outer step (timed without the profiler) and peak tensor memory, for one K."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    rendered = render_views(*sample_scene(SceneConfig(seed=config.seed, resolution=config.resolution, num_views=config.num_views)))
-    images, c2w = rendered.images.float(), rendered.cameras.camtoworlds.float()
-    Ks = rendered.cameras.intrinsics.float().expand(len(images), 3, 3)
+    images, Ks, c2w = generated_scene(config.resolution, config.num_views, config.seed)
     viewmats = viewmats_from_camtoworlds(c2w)
     views = [View(images[i], viewmats[i], Ks[i]) for i in range(len(images))]
     idx = evenly_spaced(config.num_context_views, len(images))
