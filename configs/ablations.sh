@@ -5,13 +5,7 @@
 # reused); the table, against vanilla-s0 and metagrad-s0, goes to results/ablations. About 25 minutes per
 # ablation on 2 CPU cores; ABLATIONS="abl-k4 abl-m1" runs a subset.
 set -euo pipefail
-# One thread per process: on a shared 2-core machine two 2-thread OpenMP pools thrash each other.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
-STEPS=${STEPS:-1000}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
-RUNS=results/runs
+source "$(dirname "$0")/common.sh"
 export INIT=$RUNS/pretrain/backbone.pt
 [ -f "$INIT" ] || { echo "run configs/evidence.sh first (it trains $INIT)" >&2; exit 1; }
 

@@ -10,17 +10,9 @@
 #     pointcloud (oracle depth) references, and the cost of a MetaGrad step (foresplat-bench metagrad)
 # The ablations are configs/ablations.sh.
 set -euo pipefail
-# One thread per process: on a shared 2-core machine two 2-thread OpenMP pools thrash each other.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
-STEPS=${STEPS:-1000}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
-RUNS=results/runs
+source "$(dirname "$0")/common.sh"
 
-configs/corpus.sh
-configs/meta_train.sh pretrain "$PRETRAIN_STEPS" 0 --pipeline.rule zero-step
-export INIT=$RUNS/pretrain/backbone.pt
+shared_start
 
 for SEED in 0 1; do
     configs/meta_train.sh "vanilla-s$SEED" "$STEPS" "$SEED" --pipeline.rule zero-step
