@@ -94,6 +94,9 @@ def build_initialiser(label: str, checkpoint: Optional[Path], config: RefineBenc
 
 def run_pair(train, held_out, backbone: Backbone, config: RefineBenchConfig, schedule: List[int], lpips=None) -> Dict:
     """Refine one scene from one initialisation; metrics at every scheduled step."""
+    # gsplat's densification draws from the global RNG: seeded here, a pair's result does not depend on
+    # what ran before it in the process (other pairs, other inits' construction).
+    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     context = train.context(evenly_spaced(config.num_context_views, len(train)))
     with torch.no_grad():
@@ -139,7 +142,6 @@ def main(config: RefineBenchConfig) -> Dict:
     from foresplat_ns.nerfstudio_glue.model import local_lpips
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    torch.manual_seed(config.seed)
     inits = parse_inits(config.init)
     if config.reference not in inits:
         raise ValueError(f"--reference {config.reference!r} is not one of the inits {list(inits)}")
