@@ -68,7 +68,7 @@ def main(config: BackboneBenchConfig) -> Dict[str, float]:
         "parameters": float(sum(p.numel() for p in backbone.parameters())),
         "checkpoint_mb": config.checkpoint.stat().st_size / 1e6,
     }
-    budgets: List[Tuple[str, str, float, float]] = [
+    budgets: List[Tuple[str, str, float, Optional[float]]] = [
         ("parameters", f"{row['parameters']:,.0f}", row["parameters"], config.max_parameters),
         ("checkpoint (MB)", f"{row['checkpoint_mb']:.2f}", row["checkpoint_mb"], config.max_checkpoint_mb),
     ]
@@ -77,7 +77,7 @@ def main(config: BackboneBenchConfig) -> Dict[str, float]:
         context = ContextViews(images[None], Ks[None], c2w[None])
         seconds = prediction_seconds(backbone, context, config.repeats)
         row[f"seconds_{resolution}"] = seconds
-        budget = config.max_seconds if i == 0 else float("nan")
+        budget = config.max_seconds if i == 0 else None
         budgets.append((f"{config.num_context_views} views at {resolution}² (s)", f"{seconds:.3f}", seconds, budget))
 
     title = f"{backbone.config.name} backbone, {config.checkpoint.name} ({config.threads} threads, best of {config.repeats})"
@@ -86,8 +86,7 @@ def main(config: BackboneBenchConfig) -> Dict[str, float]:
         table.add_column(col)
     lines = ["| measure | value | budget | value / budget |", "|---|---|---|---|"]
     for name, shown, value, budget in budgets:
-        has_budget = budget == budget  # not NaN
-        cells = (name, shown, f"{budget:g}" if has_budget else "—", f"{value / budget:.3f}" if has_budget else "—")
+        cells = (name, shown, "—", "—") if budget is None else (name, shown, f"{budget:g}", f"{value / budget:.3f}")
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
     CONSOLE.print(table)

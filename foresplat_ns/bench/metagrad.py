@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from foresplat_ns.backbones.base import ContextViews
-from foresplat_ns.bench.backbone import generated_scene
 from foresplat_ns.backbones.compact import CompactBackboneConfig
+from foresplat_ns.bench.backbone import generated_scene
 from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.data import evenly_spaced
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
