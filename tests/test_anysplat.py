@@ -35,6 +35,13 @@ def tiny_config(**overrides) -> AnySplatBackboneConfig:
     return AnySplatBackboneConfig(**{"architecture": TINY, "image_size": 56, **overrides})
 
 
+def write_release_weights(backbone, folder) -> None:
+    """`backbone`'s AnySplat weights as a release folder (model.safetensors), what `--pipeline.backbone-checkpoint DIR` takes."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in backbone.anysplat.state_dict().items()}, str(folder / "model.safetensors"))
+
+
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
@@ -153,9 +160,7 @@ def test_released_weights_load_strictly(tiny, tmp_path):
 def test_release_weights_take_the_given_settings(tiny, tmp_path):
     """`ns-train foresplat --pipeline.pretrained.anysplat.*` reaches the model built on release weights;
     our own .pt checkpoint keeps the config it was saved with."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    write_release_weights(tiny, tmp_path)
     settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=50))
     loaded = resolve_backbone("anysplat", tmp_path, settings)
     assert loaded.config == tiny_config(max_gaussians=50)
@@ -168,11 +173,9 @@ def test_release_weights_take_the_given_settings(tiny, tmp_path):
 def test_ns_train_foresplat_starts_from_release_weights(tiny, small_scene, tmp_path):
     """`ns-train foresplat --pipeline.backbone anysplat --pipeline.backbone-checkpoint DIR`: the scene's
     training views through AnySplat (with the given settings) make splatfacto's first Gaussians."""
-    from safetensors.torch import save_file
-
     from test_nerfstudio import setup_pipeline
 
-    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    write_release_weights(tiny, tmp_path)
     settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=40))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scene's loosely
@@ -196,12 +199,10 @@ def test_our_checkpoint_round_trip_through_resolve_backbone(tiny, tmp_path):
 def test_foresplat_meta_fine_tunes_the_gaussian_head_and_foresplat_loads_it(tiny, small_corpus, tmp_path):
     """foresplat-meta on AnySplat: released weights in, only the head trained (the default for a pretrained
     backbone), the written checkpoint is what `ns-train foresplat --pipeline.backbone anysplat` resolves."""
-    from safetensors.torch import save_file
-
     from conftest import meta_train_in_process
     from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
 
-    save_file({k: v.contiguous() for k, v in tiny.anysplat.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    write_release_weights(tiny, tmp_path)
     model = BackboneModelConfig(backbone="anysplat", anysplat=tiny_config(), init_checkpoint=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scenes' loosely

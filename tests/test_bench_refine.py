@@ -6,7 +6,6 @@ import json
 
 import matplotlib.image
 import numpy as np
-
 import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
