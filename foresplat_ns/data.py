@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
@@ -25,13 +26,14 @@ from foresplat_ns.refine import View
 class SceneViews:
     """Posed images of one scene split, in the dataparser's (normalised) frame.
 
-    images [V,H,W,3|4] float in [0,1] (RGBA when the dataset has alpha); intrinsics [V,3,3];
+    images [V,H,W,3|4] float in [0,1] (RGBA when the dataset has alpha), or a list of [H,W,3|4] when the
+    views differ in size (one camera per image, portrait and landscape mixed); intrinsics [V,3,3];
     camtoworlds [V,4,4] OpenGL; depths [V,H,W] z-depth in the same frame (0 = unknown) when the
     dataset has depth maps; points: SfM points (xyz [P,3], rgb [P,3] in [0,1]) when it has them.
     """
 
     name: str
-    images: Tensor
+    images: Union[Tensor, List[Tensor]]
     intrinsics: Tensor
     camtoworlds: Tensor
     filenames: List[Path]
@@ -39,12 +41,23 @@ class SceneViews:
     points: Optional[Tuple[Tensor, Tensor]] = None
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return len(self.images)
+
+    def context_indices(self, count: int) -> List[int]:
+        """`count` views spread evenly over the scene, among those of its most common image size (a
+        backbone sees views of one size)."""
+        sizes = [tuple(image.shape[:2]) for image in self.images]
+        common = Counter(sizes).most_common(1)[0][0]
+        candidates = [i for i, size in enumerate(sizes) if size == common]
+        return [candidates[i] for i in evenly_spaced(count, len(candidates))]
 
     def context(self, indices: Sequence[int]) -> ContextViews:
         """A batch-of-one ContextViews of the chosen views (RGB; RGBA is composited over black)."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        images = self.images[idx]
+        chosen = [self.images[i] for i in idx.tolist()]
+        if len({tuple(image.shape) for image in chosen}) != 1:
+            raise ValueError(f"scene {self.name}: context views {list(indices)} differ in size; use context_indices()")
+        images = torch.stack(chosen)
         if images.shape[-1] == 4:
             images = images[..., :3] * images[..., 3:]
         depths = None if self.depths is None else self.depths[idx][None]
@@ -56,6 +69,23 @@ class SceneViews:
             points=self.points,
         )
 
+    def resized(self, max_side: int) -> "SceneViews":
+        """The scene with every image shrunk (area-averaged) so its longer side is at most `max_side`, the
+        intrinsics scaled with it; depth maps are dropped (they would need their own resampling)."""
+        images, intrinsics = [], self.intrinsics.clone()
+        for i, image in enumerate(self.images):
+            h, w = image.shape[:2]
+            scale = min(1.0, max_side / max(h, w))
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            if size != (h, w):
+                image = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
+                intrinsics[i, 0] *= size[1] / w
+                intrinsics[i, 1] *= size[0] / h
+            images.append(image)
+        uniform = len({tuple(image.shape) for image in images}) == 1
+        images_out = torch.stack(images) if uniform else images
+        return SceneViews(self.name, images_out, intrinsics, self.camtoworlds, self.filenames, None, self.points)
+
     def views(self, indices: Optional[Sequence[int]] = None) -> List[View]:
         """Refinement/evaluation views (rasteriser conventions) of the chosen images, all by default."""
         indices = range(len(self)) if indices is None else indices
@@ -65,8 +95,9 @@ class SceneViews:
     def to(self, *args, **kwargs) -> "SceneViews":
         move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
         points = None if self.points is None else (move(self.points[0]), move(self.points[1]))
+        images = [move(image) for image in self.images] if isinstance(self.images, list) else move(self.images)
         return SceneViews(
-            self.name, move(self.images), move(self.intrinsics), move(self.camtoworlds), self.filenames, move(self.depths), points
+            self.name, images, move(self.intrinsics), move(self.camtoworlds), self.filenames, move(self.depths), points
         )
 
 
@@ -81,30 +112,19 @@ def evenly_spaced(count: int, total: int) -> List[int]:
     return [round(i * (total - 1) / (count - 1)) for i in range(count)]
 
 
-def check_image_files(filenames: Sequence[Path], widths: Sequence[int], heights: Sequence[int]) -> None:
-    """Open every image header: a missing or corrupt file, or one whose size differs from its camera's
-    or from the scene's, raises a ValueError naming it, before any training starts."""
+def check_image_files(filenames: Sequence[Path]) -> None:
+    """Open every image: a missing or corrupt file raises a ValueError naming it, before any training starts."""
     if len(filenames) == 0:
         raise ValueError("the scene has no training images")
-    first = None
-    for path, width, height in zip(filenames, widths, heights):
+    for path in filenames:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"image file is missing: {path}")
         try:
             with Image.open(path) as img:
                 img.verify()
-            with Image.open(path) as img:
-                size = img.size
         except Exception as err:
             raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
-        if first is None:
-            first = (path, size)
-        if size != first[1]:
-            raise ValueError(
-                f"images of differing sizes: {path} is {size[0]}x{size[1]} but {first[0]} is {first[1][0]}x{first[1][1]}; "
-                "ForeSplat's backbones need one image size per scene"
-            )
 
 
 def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwargs):
@@ -118,6 +138,7 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
             raise ValueError(f"{transforms} is not valid JSON: {err}") from err
         if not frames:
             raise ValueError(f"the scene has no training images: {transforms} lists no frames")
+        _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
     except FileNotFoundError as err:
@@ -130,6 +151,42 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         raise ValueError(f"cannot read scene {data}: the dataparser failed ({type(err).__name__}: {err})") from err
 
 
+def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:
+    """After nerfstudio's bare size assertion: raise naming the first image whose size is not its camera's."""
+    import copy
+
+    parser_config = copy.deepcopy(dataparser_config)
+    parser_config.data = data
+    for split in ("train", "test"):
+        outputs = parser_config.setup().get_dataparser_outputs(split=split)
+        sizes = zip(outputs.image_filenames, outputs.cameras.width.flatten().tolist(), outputs.cameras.height.flatten().tolist())
+        for path, width, height in sizes:
+            with Image.open(path) as img:
+                if img.size != (width, height):
+                    raise ValueError(
+                        f"{path} is {img.size[0]}x{img.size[1]} but its camera says {width}x{height}: give each frame its own "
+                        "w/h (and intrinsics) in transforms.json, or use images of the size the intrinsics describe"
+                    )
+
+
+def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor: Optional[int]) -> None:
+    """Every frame of a transforms.json must have its image (where nerfstudio looks for it: images_N/<file
+    name> when downscaled); the missing ones are named, before nerfstudio's bare FileNotFoundError."""
+    missing = []
+    for frame in frames:
+        path = transforms.parent / frame.get("file_path", "")
+        if downscale_factor is not None and downscale_factor > 1:
+            path = transforms.parent / f"images_{downscale_factor}" / path.name
+        if not path.is_file():
+            missing.append(str(path))
+    if missing:
+        where = f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
+        raise ValueError(
+            f"{transforms}: the image files of {len(missing)} of {len(frames)} frames are missing{where}: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+        )
+
+
 def scene_views_from_datamanager(datamanager, name: str = "", split: str = "train") -> SceneViews:
     """The (undistorted) training or eval images and cameras a FullImageDatamanager holds, as tensors."""
     from nerfstudio.data.utils.data_utils import get_depth_image_from_path
@@ -137,16 +194,19 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     dataset = datamanager.train_dataset if split == "train" else datamanager.eval_dataset
     outputs = dataset._dataparser_outputs
     cameras = dataset.cameras
-    check_image_files(outputs.image_filenames, cameras.width.flatten().tolist(), cameras.height.flatten().tolist())
-    cached = datamanager.cached_train if split == "train" else datamanager.cached_eval
+    check_image_files(outputs.image_filenames)
+    try:  # nerfstudio caches (and undistorts) the images on first access, asserting their sizes bare
+        cached = datamanager.cached_train if split == "train" else datamanager.cached_eval
+    except AssertionError as err:
+        data = Path(datamanager.config.data if datamanager.config.data is not None else datamanager.config.dataparser.data)
+        _name_image_of_wrong_size(datamanager.config.dataparser, data)
+        raise ValueError(f"cannot read scene {data}: {err}") from err
     images = []
     for item in cached:
         image = item["image"]
         images.append(image.float() / 255.0 if image.dtype == torch.uint8 else image.float())
-    sizes = {tuple(im.shape[:2]) for im in images}
-    if len(sizes) != 1:
-        raise ValueError(f"scene {name or datamanager.config.data}: undistorted images have differing sizes {sorted(sizes)}")
-    images_t = torch.stack(images).cpu()
+    images = [image.cpu() for image in images]
+    uniform = len({tuple(image.shape) for image in images}) == 1
     intrinsics = cameras.get_intrinsics_matrices().float().cpu()
     camtoworlds = cameras.camera_to_worlds.float().cpu()
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(camtoworlds.shape[0], 1, 4)
@@ -154,9 +214,9 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
 
     depths = None
     depth_files = outputs.metadata.get("depth_filenames")
-    if depth_files:
+    if depth_files and uniform:  # depth maps serve the pointcloud initialiser, which wants one size
         scale = outputs.metadata.get("depth_unit_scale_factor", 1e-3) * outputs.dataparser_scale
-        height, width = images_t.shape[1:3]
+        height, width = images[0].shape[:2]
         depths = torch.stack([get_depth_image_from_path(Path(f), height, width, scale)[..., 0] for f in depth_files])
 
     points = None
@@ -165,7 +225,7 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
 
     return SceneViews(
         name=name or str(datamanager.config.data),
-        images=images_t,
+        images=torch.stack(images) if uniform else images,
         intrinsics=intrinsics,
         camtoworlds=camtoworlds,
         filenames=list(outputs.image_filenames),
@@ -174,13 +234,62 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     )
 
 
-def load_scene(path: Path, dataparser_config) -> Tuple[SceneViews, SceneViews]:
-    """A scene folder's training and held-out views, read with a copy of `dataparser_config`."""
+def _downscaled_folder(root: Path, names: Sequence[str]) -> Optional[int]:
+    """The smallest N for which root/images_N holds every file name of `names` (None: no such folder)."""
+    factors = sorted(int(p.name[7:]) for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit())
+    return next((n for n in factors if all((root / f"images_{n}" / name).is_file() for name in names)), None)
+
+
+def scene_dataparser(path: Path):
+    """The nerfstudio dataparser config that reads a capture folder as it is, SfM points included.
+
+    LLFF (poses_bounds.npy), NeRF-synthetic (transforms_train.json), nerfstudio-data / instant-ngp
+    (transforms.json) or COLMAP (sparse/0 or colmap/sparse/0); where only downscaled copies of the
+    images exist (images_N), that factor is used.
+    """
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    from foresplat_ns.nerfstudio_glue.llff_dataparser import LLFFDataParserConfig
+
+    path = Path(path)
+    if (path / "poses_bounds.npy").is_file():
+        return LLFFDataParserConfig()
+    if (path / "transforms_train.json").is_file():
+        return BlenderDataParserConfig()
+    if (path / "transforms.json").is_file():
+        try:
+            frames = json.loads((path / "transforms.json").read_text()).get("frames") or []
+        except ValueError as err:
+            raise ValueError(f"{path / 'transforms.json'} is not valid JSON: {err}") from err
+        files = [path / frame["file_path"] for frame in frames if "file_path" in frame]
+        factor = None
+        if files and not all(f.is_file() for f in files):
+            factor = _downscaled_folder(path, [f.name for f in files])
+        return NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
+    for sparse in (Path("colmap/sparse/0"), Path("sparse/0")):
+        if (path / sparse).is_dir():
+            factor = None
+            if not (path / "images").is_dir():
+                factor = _downscaled_folder(path, [])
+            return ColmapDataParserConfig(colmap_path=sparse, downscale_factor=factor)
+    raise ValueError(
+        f"{path} is not a capture ForeSplat can read: no poses_bounds.npy (LLFF), transforms.json (nerfstudio-data), "
+        "transforms_train.json (blender) or sparse/0 (COLMAP)"
+    )
+
+
+def load_scene(path: Path, dataparser_config=None) -> Tuple[SceneViews, SceneViews]:
+    """A scene folder's training and held-out views, read with a copy of `dataparser_config` (None: the
+    capture's own format, `scene_dataparser`)."""
     import copy
 
     from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
 
     path = Path(path)
+    if dataparser_config is None:
+        dataparser_config = scene_dataparser(path)
     # cache_images "gpu" means "on the datamanager's device", the CPU here; nerfstudio's "cpu" option
     # pins memory, which needs CUDA.
     config = FullImageDatamanagerConfig(dataparser=copy.deepcopy(dataparser_config), data=path, cache_images="gpu")
@@ -190,8 +299,8 @@ def load_scene(path: Path, dataparser_config) -> Tuple[SceneViews, SceneViews]:
     return train, held_out
 
 
-SCENE_MARKERS = ("transforms.json", "transforms_train.json", "sparse", "colmap")
-"""What makes a folder a scene for one of nerfstudio's dataparsers (nerfstudio-data, blender, colmap)."""
+SCENE_MARKERS = ("transforms.json", "transforms_train.json", "sparse", "colmap", "poses_bounds.npy")
+"""What makes a folder a scene for one of the dataparsers (nerfstudio-data, blender, colmap, llff-data)."""
 
 
 def discover_scenes(data: Path) -> List[Path]:

@@ -16,6 +16,7 @@ from foresplat_ns.backbones.anysplat import AnySplatBackboneConfig
 from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
 from foresplat_ns.refine import RefineConfig, View
+from foresplat_ns.start import StartConfig
 from test_compact_backbone import make_context
 
 TINY = dict(
@@ -179,7 +180,7 @@ def test_ns_train_foresplat_starts_from_release_weights(tiny, small_scene, tmp_p
     settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=40))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scene's loosely
-        pipeline = setup_pipeline(small_scene, "anysplat", backbone_checkpoint=tmp_path, pretrained=settings, num_context_views=2)
+        pipeline = setup_pipeline(small_scene, "anysplat", backbone_checkpoint=tmp_path, pretrained=settings, start=StartConfig(start="prediction", num_context_views=2))
     assert pipeline.model.num_points == 40
     assert torch.isfinite(pipeline.model.means).all()
 

@@ -9,14 +9,15 @@ import numpy as np
 import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-from foresplat_ns.bench.refine import RefineBenchConfig, build_initialiser, log_spaced_steps, main, run_pair
+from foresplat_ns.bench.refine import RefineBenchConfig, build_initialiser, log_spaced_steps, main, parse_inits, run_pair
 from foresplat_ns.data import discover_scenes, load_scene
 from foresplat_ns.refine import RefineConfig
+from foresplat_ns.start import StartConfig
 
 
 def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
     config = RefineBenchConfig(
-        scenes=small_corpus, init=("random", "pointcloud"), output=tmp_path, max_steps=5, num_context_views=2,
+        scenes=small_corpus, init=("random", "pointcloud"), output=tmp_path, max_steps=5, start=StartConfig(num_context_views=2),
         random_gaussians=500, reference="random", max_scenes=2, refine=RefineConfig(),
     )  # fmt: skip
     summary = main(config)
@@ -43,9 +44,9 @@ def test_a_pair_does_not_depend_on_what_ran_before_it(small_corpus):
     refine = RefineConfig(
         warmup_length=1, refine_every=2, reset_alpha_every=1000, densify_grad_thresh=0.0, densify_size_thresh=0.0, max_steps=26
     )  # fmt: skip
-    config = RefineBenchConfig(max_steps=26, num_context_views=2, random_gaussians=300, refine=refine)
+    config = RefineBenchConfig(max_steps=26, start=StartConfig(num_context_views=2), random_gaussians=300, refine=refine)
     train, held_out = load_scene(discover_scenes(small_corpus)[0], NerfstudioDataParserConfig())
-    backbone = build_initialiser("random", None, config)
+    backbone = build_initialiser(parse_inits(("random",))["random"], config)
     schedule = log_spaced_steps(config.max_steps)
     alone = run_pair(train, held_out, backbone, config, schedule)
     torch.randn(1000)  # other work moves the global RNG

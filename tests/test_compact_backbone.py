@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from foresplat_ns.backbones import ContextViews, load_backbone, save_checkpoint
+from foresplat_ns.cameras import opengl_to_opencv
 from foresplat_ns.backbones.base import backbone_config_class
 from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig, focus_distances
 from foresplat_ns.gaussians import Gaussians, rgb_to_sh
@@ -310,8 +311,26 @@ def test_image_sides_that_are_not_multiples_of_eight_are_padded_internally():
     g = small_model(torch.float32)(context)
     assert g.means.shape == (1, 2 * 17 * 21, 3)
     assert all(torch.isfinite(t).all() for _, t in g.items())
-    with pytest.raises(ValueError, match="compact backbone: .*not a multiple of the stride 2"):
-        small_model(torch.float32)(make_context(batch=1, views=2, height=33, width=42))
+
+
+@pytest.mark.parametrize("height,width", [(33, 42), (134, 239), (35, 47)])
+def test_odd_image_sides_get_a_gaussian_for_the_partial_edge_block(height, width):
+    # real captures: 239x134 after nerfstudio's undistortion, 240x135 after downscaling 1080x1920
+    model = small_model(torch.float32)
+    context = make_context(batch=1, views=2, height=height, width=width)
+    g = model(context)
+    hb, wb = -(-height // 2), -(-width // 2)
+    assert g.means.shape == (1, 2 * hb * wb, 3)
+    assert all(torch.isfinite(t).all() for _, t in g.items())
+    # every Gaussian sits on its block centre's ray, the partial edge blocks' centres included
+    c2w = opengl_to_opencv(context.camtoworlds[0, 0])
+    local = (g.means[0, : hb * wb] - c2w[:3, 3]) @ c2w[:3, :3]
+    K = context.intrinsics[0, 0]
+    u = K[0, 0] * local[:, 0] / local[:, 2] + K[0, 2]
+    v = K[1, 1] * local[:, 1] / local[:, 2] + K[1, 2]
+    rows, cols = torch.meshgrid(torch.arange(hb), torch.arange(wb), indexing="ij")
+    torch.testing.assert_close(u, (2 * cols + 1).flatten().to(u), atol=1e-3, rtol=0)
+    torch.testing.assert_close(v, (2 * rows + 1).flatten().to(v), atol=1e-3, rtol=0)
 
 
 def test_bad_input_raises_clear_errors():

@@ -50,7 +50,8 @@ class CompactBackboneConfig(BackboneConfig):
     num_depth_planes: int = 32
     """Planes of the plane sweep, evenly spaced in inverse depth between near and far."""
     stride: int = 2
-    """One Gaussian per stride x stride pixel block (image sides must be multiples of it)."""
+    """One Gaussian per stride x stride pixel block; a partial block at the bottom/right edge (odd image
+    sides, e.g. 239x134 after undistortion) gets one too, from the replicate-padded image."""
     sh_degree: int = 3
     """SH degree of the output (splatfacto's); bands above `predict_sh_degree` are zero."""
     predict_sh_degree: int = 0
@@ -400,8 +401,6 @@ class CompactBackbone(Backbone):
         cfg = self.config
         s = cfg.stride
         b, v, height, width, _ = context.images.shape
-        if height % s or width % s:
-            raise ValueError(f"{SOURCE}: image size {height}x{width} is not a multiple of the stride {s}")
         if (context.intrinsics[..., 0, 0] <= 0).any() or (context.intrinsics[..., 1, 1] <= 0).any():
             raise ValueError(f"{SOURCE}: intrinsics have non-positive focal lengths")
         geo = context.camtoworlds.dtype if context.camtoworlds.is_floating_point() else torch.float32
@@ -441,7 +440,7 @@ class CompactBackbone(Backbone):
         cues = torch.cat([u_grid, _resize(entropy, (gh, gw)), log_depth_over_focus], 1)
         head_in = torch.cat([_resize(f2, (gh, gw)), _resize(F.relu(depth_feats), (gh, gw)), cues, colour - 0.5], 1)
         out = self.head(head_in)
-        hb, wb = height // s, width // s
+        hb, wb = -(-height // s), -(-width // s)  # partial edge blocks included
         out = out[..., :hb, :wb].to(geo).reshape(b, v, -1, hb, wb).permute(0, 1, 3, 4, 2)  # [B,V,hb,wb,C]
         colour = colour[..., :hb, :wb].to(geo).reshape(b, v, 3, hb, wb).permute(0, 1, 3, 4, 2)
         u_grid = u_grid[..., :hb, :wb].to(geo).reshape(b, v, hb, wb)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Dict, List
+
 import tyro
 
 from foresplat_ns.bench.backbone import BackboneBenchConfig
@@ -21,8 +24,37 @@ COMMANDS = {
 }
 
 
+def merge_repeated_flags(argv: List[str]) -> List[str]:
+    """`--init a --init b` as `--init a b`: tyro keeps only the last of a repeated flag, silently.
+
+    A repeated flag's values are gathered at its first place; a repeated single-valued flag then
+    gets two values and tyro refuses it, which is the point: nothing given is dropped in silence.
+    """
+    values: Dict[str, List[str]] = {}
+    order: List[str] = []
+    flag = None
+    for arg in argv:
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            flag = name
+            if name not in values:
+                values[name] = []
+                order.append(name)
+            if eq:
+                values[name].append(value)
+        elif flag is None:
+            order.append(arg)
+        else:
+            values[flag].append(arg)
+    merged: List[str] = []
+    for item in order:
+        merged += [item, *values[item]] if item in values else [item]
+    return merged
+
+
 def entrypoint() -> None:
-    config = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()})
+    args = merge_repeated_flags(sys.argv[1:])
+    config = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()}, args=args)
     for cls, run in COMMANDS.values():
         if isinstance(config, cls):
             run(config)

@@ -1,9 +1,11 @@
 """`foresplat-bench refine`: how fast and how far each initialisation refines, scene by scene.
 
-For every scene and initialisation it refines exactly as `ns-train foresplat` does (same RefineConfig:
-optimisers, loss, SH schedule, densification) and records held-out-view PSNR/SSIM (LPIPS when its
-weights are local), the Gaussian count and the refinement wall time on a log-spaced step schedule.
-Results are written after every scene/init pair, so an interrupted run resumes where it stopped.
+For every scene and initialisation it builds the start as `ns-train foresplat` does (`initial_gaussians`),
+refines it the same way (same RefineConfig: optimisers, loss, SH schedule, densification) and records
+held-out-view PSNR/SSIM (LPIPS when its weights are local), the Gaussian count and the wall time (the
+start's construction included, and reported beside) on a log-spaced step schedule. Each scene is read in
+its own format (LLFF, COLMAP, transforms.json, blender), SfM points included. Results are written after
+every scene/init pair, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
-from foresplat_ns.gaussians import cap_gaussians
 from foresplat_ns.refine import RefineConfig, Refiner
+from foresplat_ns.start import START_NAMES, StartConfig, initial_gaussians
 
 CONSOLE = Console()
 
@@ -47,18 +49,26 @@ class RefineBenchConfig:
     scenes: Path = Path("data/heldout")
     """Root of the scenes (index.json, sub-folders, or a list file); any nerfstudio-data scenes."""
     init: Tuple[str, ...] = ()
-    """Initialisations: 'random', 'pointcloud' (oracle geometry when fed generated depth), or
-    'LABEL:CHECKPOINT'. None given: random, and the shipped compact vanilla and ForeSplat checkpoints."""
+    """Initialisations (--init a b c; a repeated --init adds to the list): 'default' (exactly what
+    `ns-train foresplat` does with no flags), 'splatfacto' (splatfacto's own start: SfM points, else
+    random), 'random', 'pointcloud' (oracle geometry when fed generated depth), or
+    'LABEL:CHECKPOINT[:START]' with START one of prediction (the default), union, auto, and CHECKPOINT a
+    .pt file or 'shipped'. None given: random, and the shipped compact vanilla and ForeSplat checkpoints."""
     output: Path = Path("bench-refine")
     max_steps: int = 500
-    num_context_views: int = 4
-    max_gaussians: int = 100_000
+    start: StartConfig = field(default_factory=StartConfig)
+    """Context views, cap and splatfacto-start settings shared by every init (as --pipeline.start in ns-train)."""
+    max_image_side: Optional[int] = None
+    """Shrink every image (area-averaged, intrinsics scaled) so its longer side is at most this; None: as read."""
+    max_eval_views: Optional[int] = None
+    """Evaluate on at most this many held-out views (evenly chosen); None: all."""
     random_gaussians: int = 20_000
     """Gaussians of the random initialisation (splatfacto's default is 50k)."""
     densify: bool = True
     """Densify during refinement, as ns-train foresplat does."""
-    reference: str = "random"
-    """Init the speed-up and the paired differences are measured against."""
+    reference: Optional[str] = None
+    """Init the speed-up and the paired differences are measured against; None: 'splatfacto' where it is
+    one of the inits, else the first."""
     target_psnr: Optional[float] = None
     """PSNR whose first crossing gives 'steps/seconds to target'; default: the reference's mean final PSNR."""
     max_scenes: Optional[int] = None
@@ -66,48 +76,79 @@ class RefineBenchConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
 
 
-def parse_inits(specs: Tuple[str, ...]) -> Dict[str, Optional[Path]]:
-    """Label -> checkpoint (None for the non-learned initialisers)."""
+@dataclass(frozen=True)
+class Init:
+    """One initialisation of the benchmark: a backbone (None for splatfacto's start) and the start rule."""
+
+    label: str
+    checkpoint: Optional[Path]
+    start: str
+
+
+NON_LEARNED = ("random", "pointcloud")
+
+
+def parse_inits(specs: Tuple[str, ...], config: Optional[StartConfig] = None) -> Dict[str, Init]:
+    """Label -> Init, in the order given."""
     if not specs:
         specs = ("random", f"vanilla:{shipped_checkpoint('compact', 'vanilla')}", f"foresplat:{shipped_checkpoint('compact')}")
-    inits: Dict[str, Optional[Path]] = {}
+    inits: Dict[str, Init] = {}
     for spec in specs:
-        label, _, path = spec.partition(":")
-        if not path and label not in ("random", "pointcloud"):
-            raise ValueError(f"--init {spec!r}: use 'random', 'pointcloud' or 'LABEL:CHECKPOINT'")
-        if path and not Path(path).is_file():
-            raise ValueError(f"--init {spec!r}: checkpoint {path} not found")
+        label, _, rest = spec.partition(":")
+        path, start = rest, "prediction"
+        if rest.rpartition(":")[2] in START_NAMES + ("auto",) and ":" in rest:
+            path, _, start = rest.rpartition(":")
+        if label == "default" and not rest:
+            init = Init(label, shipped_checkpoint("compact"), (config or StartConfig()).start)
+        elif label == "splatfacto" and not rest:
+            init = Init(label, None, "splatfacto")
+        elif label in NON_LEARNED and not rest:
+            init = Init(label, None, "prediction")
+        elif not rest:
+            raise ValueError(f"--init {spec!r}: use default, splatfacto, random, pointcloud or LABEL:CHECKPOINT[:START]")
+        else:
+            checkpoint = shipped_checkpoint("compact") if path == "shipped" else Path(path)
+            if not checkpoint.is_file():
+                raise ValueError(f"--init {spec!r}: checkpoint {checkpoint} not found")
+            init = Init(label, checkpoint, start)
         if label in inits:
             raise ValueError(f"--init label {label!r} given twice")
-        inits[label] = Path(path) if path else None
+        inits[label] = init
     return inits
 
 
-def build_initialiser(label: str, checkpoint: Optional[Path], config: RefineBenchConfig) -> Backbone:
-    if checkpoint is not None:
-        backbone, _ = load_backbone(checkpoint)
+def build_initialiser(init: Init, config: RefineBenchConfig) -> Optional[Backbone]:
+    """The backbone an init predicts with (None for splatfacto's start, which needs none)."""
+    if init.checkpoint is not None:
+        backbone, _ = load_backbone(init.checkpoint)
         return backbone.eval()
-    if label == "random":
+    if init.label == "random":
         return RandomInitConfig(num_gaussians=config.random_gaussians, seed=config.seed).setup()
-    return PointCloudInitConfig().setup()
+    if init.label == "pointcloud":
+        return PointCloudInitConfig().setup()
+    return None
 
 
-def run_pair(train, held_out, backbone: Backbone, config: RefineBenchConfig, schedule: List[int], lpips=None) -> Dict:
+def run_pair(train, held_out, backbone: Optional[Backbone], config: RefineBenchConfig, schedule: List[int], lpips=None, start: str = "prediction") -> Dict:
     """Refine one scene from one initialisation; metrics at every scheduled step."""
     # gsplat's densification draws from the global RNG: seeded here, a pair's result does not depend on
     # what ran before it in the process (other pairs, other inits' construction).
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    context = train.context(evenly_spaced(config.num_context_views, len(train)))
-    with torch.no_grad():
-        gaussians = cap_gaussians(backbone(context)[0], config.max_gaussians, generator=generator)
-    gaussians.validate(f"initialisation of {train.name}")
-    refiner = Refiner(gaussians, config.refine, len(train), densify=config.densify, generator=generator)
-    supervision, evaluation = train.views(), held_out.views()
+    began = time.perf_counter()
+    chosen = initial_gaussians(train, backbone, config.start, config.refine, start=start)
+    start_seconds = time.perf_counter() - began
+    refiner = Refiner(chosen.gaussians, config.refine, len(train), densify=config.densify, generator=generator)
+    supervision = train.views()
+    eval_indices = None
+    if config.max_eval_views is not None and config.max_eval_views < len(held_out):
+        eval_indices = evenly_spaced(config.max_eval_views, len(held_out))
+    evaluation = held_out.views(eval_indices)
     record = {"steps": [], "psnr": [], "ssim": [], "seconds": [], "num_gaussians": []}
+    record.update(start=chosen.name, start_seconds=start_seconds, probe_losses=chosen.probe_losses)
     if lpips is not None:
         record["lpips"] = []
-    elapsed = 0.0
+    elapsed = start_seconds
     for step in range(config.max_steps + 1):
         if step in schedule:
             for metric, value in refiner.evaluate(evaluation, lpips).items():
@@ -140,9 +181,10 @@ def _write_json_atomic(path: Path, payload) -> None:
 
 def main(config: RefineBenchConfig) -> Dict:
     from foresplat_ns.nerfstudio_glue.model import local_lpips
-    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    inits = parse_inits(config.init)
+    inits = parse_inits(config.init, config.start)
+    if config.reference is None:
+        config.reference = "splatfacto" if "splatfacto" in inits else next(iter(inits))
     if config.reference not in inits:
         raise ValueError(f"--reference {config.reference!r} is not one of the inits {list(inits)}")
     scenes = discover_scenes(config.scenes)[: config.max_scenes]
@@ -160,20 +202,23 @@ def main(config: RefineBenchConfig) -> Dict:
             CONSOLE.print(f"[yellow]{results_path} was made with other settings; starting afresh")
     schedule = log_spaced_steps(config.max_steps)
     lpips = local_lpips()
-    dataparser = NerfstudioDataParserConfig()
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
     CONSOLE.print(f"{len(scenes)} scenes x {len(inits)} inits; {len(scenes) * len(inits) - len(todo)} pairs already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    backbones = {label: build_initialiser(label, ckpt, config) for label, ckpt in inits.items()}
+    backbones = {label: build_initialiser(init, config) for label, init in inits.items()}
     with Progress(*columns, console=CONSOLE) as progress:
         task = progress.add_task("refining", total=len(todo))
         loaded = {}
         for scene_path, label in todo:
             progress.update(task, description=f"{scene_path.name} / {label}")
             if scene_path not in loaded:
-                loaded = {scene_path: load_scene(scene_path, dataparser)}
+                train, held_out = load_scene(scene_path)
+                if config.max_image_side is not None:
+                    train, held_out = train.resized(config.max_image_side), held_out.resized(config.max_image_side)
+                loaded = {scene_path: (train, held_out)}
             train, held_out = loaded[scene_path]
-            results["runs"][f"{scene_path.name}|{label}"] = run_pair(train, held_out, backbones[label], config, schedule, lpips)
+            record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
+            results["runs"][f"{scene_path.name}|{label}"] = record
             _write_json_atomic(results_path, results)
             progress.advance(task)
     summary = summarise(results["runs"], list(inits), [s.name for s in scenes], config)

@@ -1,8 +1,9 @@
 """`ns-train foresplat`'s pipeline: training images and cameras -> backbone -> Gaussians -> splatfacto.
 
-At set-up it reads the scene through nerfstudio's datamanager, runs the backbone (no grad) on evenly
-chosen context views, caps the Gaussians and hands them to the model; from then on training is
-ordinary splatfacto refinement with nerfstudio's optimisers, schedulers and densification.
+At set-up it reads the scene through nerfstudio's datamanager and builds the start (`foresplat_ns.start`:
+the backbone's prediction from evenly chosen context views, splatfacto's own SfM/random start, or their
+union) and hands it to the model; from then on training is ordinary splatfacto refinement with
+nerfstudio's optimisers, schedulers and densification.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from foresplat_ns.backbones import PretrainedSettings, resolve_backbone
-from foresplat_ns.data import evenly_spaced, scene_views_from_datamanager, setup_full_image_datamanager
-from foresplat_ns.gaussians import Gaussians, cap_gaussians
+from foresplat_ns.data import scene_views_from_datamanager, setup_full_image_datamanager
+from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine import RefineConfig
+from foresplat_ns.start import StartConfig, initial_gaussians
 
 
 @dataclass
@@ -33,11 +36,8 @@ class ForeSplatPipelineConfig(VanillaPipelineConfig):
     anysplat and pi3x also their release's weights (model.safetensors or its folder; none: the Hugging Face cache)."""
     pretrained: PretrainedSettings = field(default_factory=PretrainedSettings)
     """Settings of anysplat and pi3x on release weights (e.g. --pipeline.pretrained.anysplat.image-size)."""
-    num_context_views: int = 4
-    """Training views (evenly chosen) the backbone sees."""
-    max_gaussians: int = 100_000
-    """Cap on the initial Gaussians (opacity-aware subsampling)."""
-    seed: int = 0
+    start: StartConfig = field(default_factory=StartConfig)
+    """Where refinement starts (--pipeline.start.start prediction|splatfacto|union|auto) and the context views."""
 
 
 class ForeSplatPipeline(VanillaPipeline):
@@ -79,16 +79,20 @@ class ForeSplatPipeline(VanillaPipeline):
     @torch.no_grad()
     def predict_initial_gaussians(self) -> Gaussians:
         scene = scene_views_from_datamanager(self.datamanager)
-        backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint, self.config.pretrained)
-        indices = evenly_spaced(self.config.num_context_views, len(scene))
-        CONSOLE.log(
-            f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
-            f"from {len(indices)} of {len(scene)} training views"
-        )
-        backbone.eval()
-        gaussians = backbone(scene.context(indices))[0]
-        gaussians.validate(f"the '{self.config.backbone}' backbone's prediction for {scene.name}")
-        generator = torch.Generator().manual_seed(self.config.seed)
-        gaussians = cap_gaussians(gaussians, self.config.max_gaussians, generator=generator)
-        CONSOLE.log(f"ForeSplat: {gaussians.num_gaussians} initial Gaussians")
-        return gaussians
+        start = self.config.start
+        backbone = None
+        if start.start != "splatfacto":
+            backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint, self.config.pretrained)
+            CONSOLE.log(
+                f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
+                f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views"
+            )
+        # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
+        model = self.config.model
+        refine = RefineConfig(ssim_lambda=model.ssim_lambda, sh_degree=model.sh_degree, background_color=model.background_color)
+        chosen = initial_gaussians(scene, backbone, start, refine)
+        if chosen.probe_losses:
+            losses = ", ".join(f"{name} {loss:.4f}" for name, loss in chosen.probe_losses.items())
+            CONSOLE.log(f"ForeSplat: zero-step loss on probe views: {losses}")
+        CONSOLE.log(f"ForeSplat: starting from '{chosen.name}', {chosen.gaussians.num_gaussians} Gaussians")
+        return chosen.gaussians

@@ -1,0 +1,179 @@
+"""`llff-data`: LLFF captures (`poses_bounds.npy` beside `images` or `images_N`) for every nerfstudio method.
+
+nerfstudio 1.1.5 has no LLFF dataparser, yet many public captures ship only `poses_bounds.npy`. It is
+registered through nerfstudio's dataparser entry point, so `ns-train foresplat llff-data --data DIR`
+works like any other dataparser. Conventions follow LLFF's own loader: one row per image in sorted
+filename order, a 3x5 matrix per row (camera-to-world with columns [down, right, back], then
+[height, width, focal] of the full-resolution images) and the near/far bounds. COLMAP points in
+`sparse/0` (binary or text), in the same world as the poses, are loaded as splatfacto's SfM start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Literal, Optional, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras import camera_utils
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.data.utils.dataparsers_utils import (
+    get_train_eval_split_all,
+    get_train_eval_split_fraction,
+    get_train_eval_split_interval,
+)
+from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+from PIL import Image
+
+from foresplat_ns.cameras import as_homogeneous
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class LLFFDataParserConfig(DataParserConfig):
+    _target: Type = field(default_factory=lambda: LLFFDataParser)
+    data: Path = Path()
+    """Capture folder holding poses_bounds.npy."""
+    downscale_factor: Optional[int] = None
+    """Read images_N; None: `images` if present, else the smallest images_N there is."""
+    orientation_method: Literal["pca", "up", "vertical", "none"] = "up"
+    center_method: Literal["poses", "focus", "none"] = "poses"
+    auto_scale_poses: bool = True
+    """Scale the cameras into [-1, 1], as nerfstudio's other dataparsers do."""
+    scale_factor: float = 1.0
+    """A further scale on the camera positions."""
+    scene_scale: float = 1.0
+    eval_mode: Literal["interval", "fraction", "all"] = "interval"
+    """LLFF's convention holds out every eval_interval-th image."""
+    eval_interval: int = 8
+    train_split_fraction: float = 0.9
+    load_3D_points: bool = True
+    """Load sparse/0's COLMAP points (splatfacto's SfM start) when the capture has them."""
+
+
+class LLFFDataParser(DataParser):
+    config: LLFFDataParserConfig
+
+    def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
+        root = Path(self.config.data)
+        poses_file = root / "poses_bounds.npy"
+        if not poses_file.is_file():
+            raise ValueError(f"{root} is not an LLFF capture: {poses_file} not found")
+        try:
+            rows = np.load(poses_file)
+        except Exception as err:
+            raise ValueError(f"{poses_file} could not be read: {err}") from err
+        if rows.ndim != 2 or rows.shape[1] != 17:
+            raise ValueError(f"{poses_file}: expected one row of 17 numbers per image, got an array of shape {rows.shape}")
+        images_dir = self._images_dir(root)
+        filenames = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if len(filenames) != rows.shape[0]:
+            raise ValueError(f"{poses_file} has {rows.shape[0]} pose rows but {images_dir} holds {len(filenames)} images")
+
+        mats = torch.from_numpy(rows[:, :15].reshape(-1, 3, 5)).float()
+        full_h, full_w, focal = mats[0, :, 4].tolist()
+        factor = self._downscale(filenames[0], full_h, full_w, poses_file)
+        for path in filenames[1:]:
+            self._downscale(path, full_h, full_w, poses_file, expected=factor)
+        # [down, right, back] columns -> OpenGL [right, up, back]
+        c2w = as_homogeneous(torch.stack([mats[:, :, 1], -mats[:, :, 0], mats[:, :, 2], mats[:, :, 3]], dim=-1))
+        c2w, transform = camera_utils.auto_orient_and_center_poses(
+            c2w, method=self.config.orientation_method, center_method=self.config.center_method
+        )
+        scale = 1.0 / float(torch.max(torch.abs(c2w[:, :3, 3]))) if self.config.auto_scale_poses else 1.0
+        scale *= self.config.scale_factor
+        c2w[:, :3, 3] *= scale
+
+        indices = self._split_indices(filenames, split)
+        height, width = round(full_h / factor), round(full_w / factor)
+        cameras = Cameras(
+            camera_to_worlds=c2w[indices, :3, :].float(),
+            fx=focal / factor,
+            fy=focal / factor,
+            cx=width / 2.0,
+            cy=height / 2.0,
+            width=width,
+            height=height,
+            camera_type=CameraType.PERSPECTIVE,
+        )
+        metadata = {}
+        if self.config.load_3D_points:
+            metadata.update(self._sfm_points(root, transform, scale))
+        bound = self.config.scene_scale
+        return DataparserOutputs(
+            image_filenames=[filenames[i] for i in indices],
+            cameras=cameras,
+            scene_box=SceneBox(aabb=torch.tensor([[-bound] * 3, [bound] * 3], dtype=torch.float32)),
+            dataparser_transform=transform.float(),
+            dataparser_scale=scale,
+            metadata=metadata,
+        )
+
+    def _images_dir(self, root: Path) -> Path:
+        if self.config.downscale_factor is not None and self.config.downscale_factor > 1:
+            folder = root / f"images_{self.config.downscale_factor}"
+            if not folder.is_dir():
+                raise ValueError(f"--downscale-factor {self.config.downscale_factor} asked for, but {folder} does not exist")
+            return folder
+        if (root / "images").is_dir():
+            return root / "images"
+        downscaled = sorted(
+            (p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()), key=lambda p: int(p.name[7:])
+        )
+        if not downscaled:
+            raise ValueError(f"{root} holds poses_bounds.npy but no images, images_N folder beside it")
+        return downscaled[0]
+
+    @staticmethod
+    def _downscale(path: Path, full_h: float, full_w: float, poses_file: Path, expected: Optional[float] = None) -> float:
+        """The downscale factor of `path` against the poses' full size: one factor for both sides (to a pixel)."""
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Exception as err:
+            raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
+        factor = full_h / h
+        if abs(full_w / factor - w) > 1.0 or (expected is not None and not math.isclose(factor, expected, rel_tol=1e-2)):
+            raise ValueError(
+                f"{path} is {w}x{h}, which is not the size {round(full_w)}x{round(full_h)} that {poses_file} records "
+                f"divided by one downscale factor{'' if expected is None else f' (the other images: {expected:g})'}"
+            )
+        return factor
+
+    def _split_indices(self, filenames: List[Path], split: str) -> np.ndarray:
+        if self.config.eval_mode == "interval":
+            train, evaluation = get_train_eval_split_interval(filenames, self.config.eval_interval)
+        elif self.config.eval_mode == "fraction":
+            train, evaluation = get_train_eval_split_fraction(filenames, self.config.train_split_fraction)
+        else:
+            train, evaluation = get_train_eval_split_all(filenames)
+        return train if split == "train" else evaluation
+
+    def _sfm_points(self, root: Path, transform: torch.Tensor, scale: float) -> dict:
+        """COLMAP points of sparse/0 (binary or text) moved with the poses, or nothing when there are none."""
+        from nerfstudio.data.utils import colmap_parsing_utils as colmap
+
+        sparse = root / "sparse" / "0"
+        if (sparse / "points3D.bin").is_file():
+            points = colmap.read_points3D_binary(sparse / "points3D.bin")
+        elif (sparse / "points3D.txt").is_file():
+            points = colmap.read_points3D_text(sparse / "points3D.txt")
+        else:
+            return {}
+        if not points:
+            return {}
+        xyz = torch.from_numpy(np.array([p.xyz for p in points.values()])).double()
+        rgb = torch.from_numpy(np.array([p.rgb for p in points.values()]).astype(np.uint8))
+        transform = transform.double()
+        xyz = (transform[:3, :3] @ xyz.T + transform[:3, 3:]).T * scale
+        return {"points3D_xyz": xyz.float(), "points3D_rgb": rgb}
+
+
+llff_data = DataParserSpecification(
+    config=LLFFDataParserConfig(), description="LLFF captures: poses_bounds.npy with images or images_N (ForeSplat)"
+)

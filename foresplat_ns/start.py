@@ -1,0 +1,139 @@
+"""Where refinement starts: the backbone's prediction, splatfacto's own start, or their union.
+
+Splatfacto starts from the capture's SfM points (else from random Gaussians). A learned prediction
+renders better before any step, but on real photos it has ended below splatfacto's start after
+1,000+ steps (docs/RESULTS.md). So `ns-train foresplat` knows splatfacto's start too and can begin
+from either or from their union; `auto` decides per scene by the zero-step loss on a few training
+views the backbone did not see (cheap, and never the held-out views). `foresplat-bench refine` builds
+its starts with the same `initial_gaussians`, so `--init default` is exactly what `ns-train foresplat`
+does with no flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Tuple
+
+import torch
+
+from foresplat_ns.backbones import Backbone
+from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
+from foresplat_ns.data import SceneViews, evenly_spaced
+from foresplat_ns.gaussians import Gaussians, cap_gaussians
+from foresplat_ns.refine import RefineConfig, background_for_step, composite_over, photometric_loss, render_view
+
+StartName = Literal["prediction", "splatfacto", "union"]
+START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
+
+
+@dataclass
+class StartConfig:
+    """How `ns-train foresplat` builds the Gaussians refinement starts from."""
+
+    start: Literal["auto", "prediction", "splatfacto", "union"] = "union"
+    """'prediction': the backbone's Gaussians; 'splatfacto': splatfacto's own start (the capture's SfM
+    points, else random Gaussians); 'union': both together; 'auto': whichever of the three has the lowest
+    zero-step loss on probe views. Default: the one that won on the held-out real scenes (docs/RESULTS.md)."""
+    num_context_views: int = 4
+    """Training views (evenly chosen) the backbone sees."""
+    num_probe_views: int = 4
+    """Training views, other than the context views, whose zero-step loss decides 'auto'."""
+    max_gaussians: int = 100_000
+    """Cap on the backbone's Gaussians (opacity-aware subsampling); splatfacto's start is not capped."""
+    sfm_opacity: float = 0.1
+    """Initial opacity of splatfacto's start (splatfacto's own value)."""
+    num_random: int = 50_000
+    """Gaussians of splatfacto's random start, used where the capture has no SfM points (splatfacto's)."""
+    random_scale: float = 10.0
+    """Side of the cube splatfacto's random start fills (splatfacto's)."""
+    seed: int = 0
+
+
+@dataclass
+class Start:
+    """The chosen Gaussians, which start they are, and the zero-step probe loss of each candidate ('auto')."""
+
+    gaussians: Gaussians
+    name: str
+    probe_losses: Dict[str, float]
+
+
+def splatfacto_start(scene: SceneViews, config: StartConfig, sh_degree: int = 3) -> Gaussians:
+    """Splatfacto's initial Gaussians: its SfM points (nearest-neighbour scales, opacity 0.1), else random ones."""
+    context = scene.context([0])
+    if scene.points is not None and scene.points[0].shape[0] > 0:
+        backbone = PointCloudInitConfig(source="sfm", initial_opacity=config.sfm_opacity, sh_degree=sh_degree).setup()
+    else:
+        backbone = RandomInitConfig(
+            num_gaussians=config.num_random,
+            extent=config.random_scale,
+            initial_opacity=config.sfm_opacity,
+            sh_degree=sh_degree,
+            seed=config.seed,
+        ).setup()
+    return backbone(context)[0]
+
+
+def union(first: Gaussians, second: Gaussians) -> Gaussians:
+    """Both sets of Gaussians in one (the higher SH bands padded with zeros to the larger degree)."""
+    bands = max(first.features_rest.shape[-2], second.features_rest.shape[-2])
+
+    def padded(g: Gaussians) -> Dict[str, torch.Tensor]:
+        rest = g.features_rest
+        missing = bands - rest.shape[-2]
+        if missing:
+            rest = torch.cat([rest, rest.new_zeros((*rest.shape[:-2], missing, 3))], dim=-2)
+        return {**g.as_dict(), "features_rest": rest}
+
+    a, b = padded(first), padded(second.to(first.means))
+    return Gaussians(**{name: torch.cat([a[name], b[name]], dim=0) for name in Gaussians.field_names()})
+
+
+def probe_view_indices(num_views: int, context: List[int], count: int) -> List[int]:
+    """`count` training views spread evenly over those the backbone did not see (all views if it saw them all)."""
+    unseen = [i for i in range(num_views) if i not in set(context)] or list(range(num_views))
+    return [unseen[i] for i in evenly_spaced(min(count, len(unseen)), len(unseen))]
+
+
+@torch.no_grad()
+def zero_step_loss(gaussians: Gaussians, scene: SceneViews, indices: List[int], refine: RefineConfig) -> float:
+    """Refinement's own loss (L1 + SSIM, evaluation background) of the unrefined Gaussians, mean over views."""
+    total = 0.0
+    for view in scene.views(indices):
+        background = background_for_step(refine, False, None, view.image.device, view.image.dtype)
+        pred, _ = render_view(gaussians, view, refine.active_sh_degree(0), background)
+        total += float(photometric_loss(pred, composite_over(view.image, background), refine.ssim_lambda))
+    return total / len(indices)
+
+
+@torch.no_grad()
+def initial_gaussians(
+    scene: SceneViews, backbone: Optional[Backbone], config: StartConfig, refine: RefineConfig, start: Optional[str] = None
+) -> Start:
+    """The Gaussians refinement starts from, built as `config.start` (or `start`) says.
+
+    `backbone` may be None only for the 'splatfacto' start. Its prediction is validated (a NaN names the
+    scene) and capped; 'auto' renders each candidate on the probe views and keeps the lowest loss.
+    """
+    start = start or config.start
+    if start not in ("auto", *START_NAMES):
+        raise ValueError(f"unknown start {start!r}; choose one of auto, {', '.join(START_NAMES)}")
+    candidates: Dict[str, Gaussians] = {}
+    if start != "splatfacto":
+        if backbone is None:
+            raise ValueError(f"the '{start}' start needs a backbone")
+        predicted = backbone.eval()(scene.context(scene.context_indices(config.num_context_views)))[0]
+        predicted.validate(f"the '{backbone.config.name}' backbone's prediction for {scene.name}")
+        generator = torch.Generator().manual_seed(config.seed)
+        candidates["prediction"] = cap_gaussians(predicted, config.max_gaussians, generator=generator)
+    if start != "prediction":
+        sh_degree = candidates["prediction"].sh_degree if candidates else 3
+        candidates["splatfacto"] = splatfacto_start(scene, config, sh_degree).to(scene.camtoworlds)
+    if start in ("union", "auto"):
+        candidates["union"] = union(candidates["prediction"], candidates["splatfacto"])
+    if start != "auto":
+        return Start(candidates[start], start, {})
+    probes = probe_view_indices(len(scene), scene.context_indices(config.num_context_views), config.num_probe_views)
+    losses = {name: zero_step_loss(g, scene, probes, refine) for name, g in candidates.items()}
+    best = min(losses, key=losses.get)
+    return Start(candidates[best], best, losses)

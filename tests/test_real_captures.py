@@ -1,0 +1,152 @@
+"""Captures as users have them: LLFF folders, downscaled image folders, odd and mixed image sizes, SfM
+points everywhere, and the capture problems that must stop before any training step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from PIL import Image
+from plyfile import PlyData
+
+from conftest import run_cli
+from foresplat_ns.cameras import viewmats_from_camtoworlds
+from foresplat_ns.data import load_scene, scene_dataparser
+from foresplat_ns.nerfstudio_glue.llff_dataparser import LLFFDataParserConfig
+
+
+def write_llff(scene: Path, out: Path, factor: int = 2) -> Path:
+    """The generated scene as an LLFF capture: poses_bounds.npy (full-size h, w, f), images_{factor}
+    (downscaled copies, sorted names) and sparse/0/points3D.txt in the poses' world."""
+    meta = json.loads((scene / "transforms.json").read_text())
+    frames = sorted(meta["frames"], key=lambda f: f["file_path"])
+    rows = []
+    (out / f"images_{factor}").mkdir(parents=True)
+    for frame in frames:
+        c2w = np.array(frame["transform_matrix"])[:3]  # OpenGL [right, up, back]
+        llff = np.stack([-c2w[:, 1], c2w[:, 0], c2w[:, 2], c2w[:, 3], [meta["h"], meta["w"], meta["fl_x"]]], 1)
+        rows.append(np.concatenate([llff.reshape(-1), [0.5, 20.0]]))
+        image = Image.open(scene / frame["file_path"])
+        image.resize((meta["w"] // factor, meta["h"] // factor), Image.BOX).save(out / f"images_{factor}" / Path(frame["file_path"]).name)
+    np.save(out / "poses_bounds.npy", np.array(rows))
+    ply = PlyData.read(str(scene / meta["ply_file_path"]))["vertex"]
+    (out / "sparse" / "0").mkdir(parents=True)
+    lines = [f"{i + 1} {x} {y} {z} {r} {g} {b} 0.5" for i, (x, y, z, r, g, b) in enumerate(zip(ply["x"], ply["y"], ply["z"], ply["red"], ply["green"], ply["blue"]))]
+    (out / "sparse" / "0" / "points3D.txt").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def project(points: torch.Tensor, scene) -> torch.Tensor:
+    """Pixel coordinates [V,P,2] of world points in every view of `scene`."""
+    viewmats = viewmats_from_camtoworlds(scene.camtoworlds.double())
+    cam = torch.einsum("vij,pj->vpi", viewmats[:, :3, :3], points.double()) + viewmats[:, None, :3, 3]
+    K = scene.intrinsics.double()
+    return torch.stack([K[:, None, 0, 0] * cam[..., 0] / cam[..., 2] + K[:, None, 0, 2], K[:, None, 1, 1] * cam[..., 1] / cam[..., 2] + K[:, None, 1, 2]], -1)
+
+
+@pytest.fixture(scope="module")
+def llff_scene(small_scene, tmp_path_factory) -> Path:
+    return write_llff(small_scene, tmp_path_factory.mktemp("llff") / "capture")
+
+
+def test_llff_capture_reads_as_the_same_cameras_and_points(small_scene, llff_scene):
+    """The same capture through nerfstudio's dataparser (transforms.json, full size) and ours (LLFF,
+    images_2): every SfM point lands on the same pixel of the same image, at half the coordinates."""
+    llff, _ = load_scene(llff_scene, LLFFDataParserConfig(eval_mode="all"))
+    reference, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True, eval_mode="all"))
+    names = [Path(f).name for f in llff.filenames]
+    assert names == sorted(names) and len(names) == 12  # every image (eval_mode all), in sorted order
+    same = [names.index(Path(f).name) for f in reference.filenames]  # its training views (the file's split)
+    assert llff.images.shape[1:3] == (24, 24) and llff.points[0].shape == reference.points[0].shape
+    ours = project(llff.points[0], llff)[same]
+    theirs = project(reference.points[0], reference)
+    torch.testing.assert_close(2 * ours, theirs, atol=2e-3, rtol=1e-3)  # float32 poses; points near a camera plane project far out
+    torch.testing.assert_close(llff.points[1], reference.points[1])
+
+
+def test_llff_data_is_a_registered_dataparser_for_ns_train(llff_scene, tmp_path):
+    run_cli(
+        "ns-train", "foresplat", "--data", llff_scene, "--output-dir", tmp_path, "--timestamp", "l",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.start.start", "splatfacto", "llff-data",
+    )  # fmt: skip
+    assert list(tmp_path.rglob("step-*.ckpt"))
+
+
+def test_scene_dataparser_reads_each_format_as_it_is(small_scene, llff_scene, tmp_path):
+    assert isinstance(scene_dataparser(llff_scene), LLFFDataParserConfig)
+    parser = scene_dataparser(small_scene)
+    assert isinstance(parser, NerfstudioDataParserConfig) and parser.load_3D_points and parser.downscale_factor is None
+    # only a downscaled copy of the images: its factor is found
+    scene = tmp_path / "downscaled"
+    shutil.copytree(small_scene, scene)
+    shutil.move(scene / "images", scene / "images_2")
+    assert scene_dataparser(scene).downscale_factor == 2
+    with pytest.raises(ValueError, match="not a capture ForeSplat can read"):
+        scene_dataparser(tmp_path)
+
+
+@pytest.mark.parametrize("problem", ["rows", "size", "missing"])
+def test_llff_capture_problems_are_named(llff_scene, tmp_path, problem):
+    capture = tmp_path / "bad"
+    shutil.copytree(llff_scene, capture)
+    images = sorted((capture / "images_2").iterdir())
+    if problem == "rows":
+        images[-1].unlink()
+        match = r"poses_bounds\.npy has 12 pose rows but .*images_2 holds 11 images"
+    elif problem == "size":
+        Image.open(images[3]).resize((20, 24)).save(images[3])
+        match = rf"{images[3].name} is 20x24, which is not the size 48x48 .* divided by one downscale factor"
+    else:
+        (capture / "poses_bounds.npy").unlink()
+        match = "not an LLFF capture: .*poses_bounds.npy not found"
+    with pytest.raises(ValueError, match=match):
+        load_scene(capture, LLFFDataParserConfig())
+
+
+def test_transforms_frames_without_images_are_named(small_scene, tmp_path):
+    scene = tmp_path / "gone"
+    shutil.copytree(small_scene, scene)
+    victims = sorted((scene / "images").iterdir())[2:4]
+    for victim in victims:
+        victim.unlink()
+    with pytest.raises(ValueError, match=rf"image files of 2 of 12 frames are missing: .*{victims[0].name}, .*{victims[1].name}"):
+        load_scene(scene)
+
+
+def test_mixed_portrait_and_landscape_views_train_and_the_context_shares_one_size(small_scene, tmp_path):
+    """One camera per image, sizes differing (a COLMAP capture of portrait and landscape photos)."""
+    scene = tmp_path / "mixed"
+    shutil.copytree(small_scene, scene)
+    meta = json.loads((scene / "transforms.json").read_text())
+    intrinsics = {key: meta.pop(key) for key in ("fl_x", "fl_y", "cx", "cy", "w", "h")}  # per frame from here
+    for frame in meta["frames"]:
+        frame.update(intrinsics)
+    for frame in meta["frames"][1:10:3]:  # three training views become 48 wide, 40 high
+        path = scene / frame["file_path"]
+        Image.open(path).crop((0, 4, 48, 44)).save(path)
+        frame.update({"h": 40, "cy": intrinsics["cy"] - 4})
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    train, _ = load_scene(scene, NerfstudioDataParserConfig(load_3D_points=True, eval_mode="filename"))
+    assert isinstance(train.images, list) and {tuple(i.shape[:2]) for i in train.images} == {(48, 48), (40, 48)}
+    context = train.context_indices(4)
+    assert len(context) == 4 and all(train.images[i].shape[:2] == (48, 48) for i in context)
+    assert train.context(context).images.shape == (1, 4, 48, 48, 3)
+    with pytest.raises(ValueError, match="differ in size"):
+        train.context(range(len(train)))
+    run_cli(
+        "ns-train", "foresplat", "--data", scene, "--output-dir", tmp_path / "runs", "--timestamp", "m",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "nerfstudio-data", "--eval-mode", "filename",
+    )  # fmt: skip
+    assert list((tmp_path / "runs").rglob("step-*.ckpt"))
+
+
+def test_resized_scene_scales_the_intrinsics_with_the_images(small_scene):
+    train, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True))
+    small = train.resized(24)
+    assert small.images.shape[1:3] == (24, 24)
+    torch.testing.assert_close(project(train.points[0], small), project(train.points[0], train) / 2)

@@ -1,0 +1,133 @@
+"""Where refinement starts: splatfacto's own start, the union, the zero-step choice, and the benchmark's
+`--init default` being exactly `ns-train foresplat`'s start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+import tyro
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+from foresplat_ns.backbones import resolve_backbone
+from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
+from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
+from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
+from foresplat_ns.data import load_scene
+from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine import RefineConfig
+from foresplat_ns.start import StartConfig, initial_gaussians, probe_view_indices, splatfacto_start, union
+
+
+@pytest.fixture(scope="module")
+def scene(small_scene):
+    train, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True, eval_mode="filename"))
+    return train
+
+
+@register_backbone
+@dataclass
+class FarAwayConfig(BackboneConfig):
+    """A useless prediction: a few opaque black Gaussians far behind the scene."""
+
+    name: ClassVar[str] = "test-far-away"
+
+    def setup(self):
+        return FarAway(self)
+
+
+class FarAway(Backbone):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def head_parameter_names(self):
+        return ()
+
+    def forward(self, context):
+        n = 7
+        return Gaussians.from_activated(
+            torch.full((1, n, 3), 50.0), torch.full((1, n, 3), 0.01), torch.tensor([[[1.0, 0, 0, 0]]]).expand(1, n, 4),
+            torch.full((1, n), 0.9), torch.zeros(1, n, 3), sh_degree=3,
+        )  # fmt: skip
+
+
+def test_splatfacto_start_is_the_sfm_points_at_splatfacto_opacity(scene):
+    g = splatfacto_start(scene, StartConfig())
+    xyz, rgb = scene.points
+    torch.testing.assert_close(g.means, xyz)
+    torch.testing.assert_close(g.activated_opacities().flatten(), torch.full((xyz.shape[0],), 0.1))
+    torch.testing.assert_close(g.rgb(), rgb.clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def test_without_sfm_points_splatfacto_starts_from_its_random_cube(scene):
+    bare = type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames)
+    g = splatfacto_start(bare, StartConfig(num_random=1000, random_scale=10.0))
+    assert g.num_gaussians == 1000
+    assert g.means.abs().max() <= 5.0 and g.means.abs().max() > 4.0
+
+
+def test_union_holds_both_and_pads_sh_bands():
+    a = Gaussians.from_activated(torch.rand(3, 3), torch.rand(3, 3), torch.rand(3, 4), torch.rand(3), torch.rand(3, 3), sh_degree=3)
+    b = Gaussians.from_activated(torch.rand(2, 3), torch.rand(2, 3), torch.rand(2, 4), torch.rand(2), torch.rand(2, 3), sh_degree=1)
+    both = union(a, b)
+    assert both.num_gaussians == 5 and both.features_rest.shape == (5, 15, 3)
+    torch.testing.assert_close(both.means, torch.cat([a.means, b.means]))
+    assert (both.features_rest[3:, 3:] == 0).all()
+
+
+def test_probe_views_avoid_the_context_views():
+    assert probe_view_indices(10, [0, 3, 6, 9], 3) == [1, 4, 8]
+    assert probe_view_indices(4, [0, 1, 2, 3], 2) == [0, 3]  # every view was context: fall back to all
+
+
+def test_auto_keeps_the_candidate_with_the_lowest_zero_step_loss(scene):
+    refine = RefineConfig()
+    useless = FarAwayConfig().setup()
+    chosen = initial_gaussians(scene, useless, StartConfig(start="auto", num_context_views=2), refine)
+    assert set(chosen.probe_losses) == {"prediction", "splatfacto", "union"}
+    assert chosen.name == min(chosen.probe_losses, key=chosen.probe_losses.get)
+    assert chosen.name != "prediction"  # black blobs far away explain nothing
+    good = resolve_backbone("pointcloud")  # exact generated depth: the best zero-step render by far
+    chosen = initial_gaussians(scene, good, StartConfig(start="auto", num_context_views=4), refine)
+    assert chosen.name in ("prediction", "union")
+    assert chosen.probe_losses[chosen.name] < chosen.probe_losses["splatfacto"]
+
+
+def test_each_start_is_what_it_says(scene):
+    refine, backbone = RefineConfig(), FarAwayConfig().setup()
+    sizes = {name: initial_gaussians(scene, backbone, StartConfig(start=name), refine).gaussians.num_gaussians for name in ("prediction", "splatfacto", "union")}
+    assert sizes == {"prediction": 7, "splatfacto": scene.points[0].shape[0], "union": 7 + scene.points[0].shape[0]}
+    with pytest.raises(ValueError, match="needs a backbone"):
+        initial_gaussians(scene, None, StartConfig(start="union"), refine)
+
+
+def test_bench_default_is_ns_train_foresplats_start(small_scene, scene):
+    """`--init default` builds with the shipped checkpoint and StartConfig(), as the pipeline does with no flags."""
+    from test_nerfstudio import method_config
+
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = small_scene
+    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=True)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    init = parse_inits(("default",))["default"]
+    assert init.start == StartConfig().start == config.pipeline.start.start
+    from foresplat_ns.bench.refine import build_initialiser
+
+    bench = initial_gaussians(scene, build_initialiser(init, RefineBenchConfig()), RefineBenchConfig().start, RefineConfig(), start=init.start)
+    for name, value in bench.gaussians.items():
+        torch.testing.assert_close(pipeline.model.gauss_params[name].detach(), value.float(), msg=name)
+
+
+def test_repeated_init_flag_keeps_every_value(tmp_path):
+    args = merge_repeated_flags(["refine", "--init", "splatfacto", "--max-steps", "3", "--init", "default", "x:shipped:union"])
+    config = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in COMMANDS.items()}, args=args)
+    assert config.init == ("splatfacto", "default", "x:shipped:union") and config.max_steps == 3
+    inits = parse_inits(config.init)
+    assert [(i.label, i.start) for i in inits.values()] == [("splatfacto", "splatfacto"), ("default", StartConfig().start), ("x", "union")]
+    with pytest.raises(SystemExit):  # a single-valued flag given twice is refused, not silently overwritten
+        tyro.extras.subcommand_cli_from_dict(
+            {name: cls for name, (cls, _) in COMMANDS.items()}, args=merge_repeated_flags(["refine", "--max-steps", "3", "--max-steps", "4"])
+        )
