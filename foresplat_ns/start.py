@@ -24,22 +24,31 @@ from foresplat_ns.refine import RefineConfig, background_for_step, composite_ove
 
 StartName = Literal["prediction", "splatfacto", "union"]
 START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
+RULES: Tuple[str, ...] = ("auto", "sfm-else-prediction")
+"""Starts chosen per scene among START_NAMES."""
 
 
 @dataclass
 class StartConfig:
     """How `ns-train foresplat` builds the Gaussians refinement starts from."""
 
-    start: Literal["auto", "prediction", "splatfacto", "union"] = "union"
+    start: Literal["sfm-else-prediction", "auto", "prediction", "splatfacto", "union"] = "sfm-else-prediction"
     """'prediction': the backbone's Gaussians; 'splatfacto': splatfacto's own start (the capture's SfM
     points, else random Gaussians); 'union': both together; 'auto': whichever of the three has the lowest
-    zero-step loss on probe views. Default: the one that won on the held-out real scenes (docs/RESULTS.md)."""
+    zero-step loss on probe views; 'sfm-else-prediction': splatfacto's start where the capture has SfM
+    points, else the prediction. Default: chosen on our training captures, judged on held-out ones
+    (docs/RESULTS.md)."""
     num_context_views: int = 4
     """Training views (evenly chosen) the backbone sees."""
     num_probe_views: int = 4
     """Training views, other than the context views, whose zero-step loss decides 'auto'."""
     max_gaussians: int = 100_000
     """Cap on the backbone's Gaussians (opacity-aware subsampling); splatfacto's start is not capped."""
+    max_predicted_opacity: Optional[float] = None
+    """Cap on the predicted Gaussians' opacity (None: as predicted). Refinement culls Gaussians below
+    splatfacto's cull_alpha_thresh (0.1) and resets opacities only every 3,000 steps, so an opaque
+    prediction at a wrong depth stays in front for a whole short refinement; a faint one is culled unless
+    the loss raises it."""
     sfm_opacity: float = 0.1
     """Initial opacity of splatfacto's start (splatfacto's own value)."""
     num_random: int = 50_000
@@ -116,8 +125,10 @@ def initial_gaussians(
     scene) and capped; 'auto' renders each candidate on the probe views and keeps the lowest loss.
     """
     start = start or config.start
-    if start not in ("auto", *START_NAMES):
-        raise ValueError(f"unknown start {start!r}; choose one of auto, {', '.join(START_NAMES)}")
+    if start not in RULES + START_NAMES:
+        raise ValueError(f"unknown start {start!r}; choose one of {', '.join(RULES + START_NAMES)}")
+    if start == "sfm-else-prediction":
+        start = "splatfacto" if scene.points is not None and scene.points[0].shape[0] > 0 else "prediction"
     candidates: Dict[str, Gaussians] = {}
     if start != "splatfacto":
         if backbone is None:
@@ -125,7 +136,11 @@ def initial_gaussians(
         predicted = backbone.eval()(scene.context(scene.context_indices(config.num_context_views)))[0]
         predicted.validate(f"the '{backbone.config.name}' backbone's prediction for {scene.name}")
         generator = torch.Generator().manual_seed(config.seed)
-        candidates["prediction"] = cap_gaussians(predicted, config.max_gaussians, generator=generator)
+        predicted = cap_gaussians(predicted, config.max_gaussians, generator=generator)
+        if config.max_predicted_opacity is not None:
+            ceiling = torch.logit(torch.tensor(config.max_predicted_opacity, dtype=predicted.opacities.dtype))
+            predicted = Gaussians(**{**predicted.as_dict(), "opacities": predicted.opacities.clamp_max(ceiling)})
+        candidates["prediction"] = predicted
     if start != "prediction":
         sh_degree = candidates["prediction"].sh_degree if candidates else 3
         candidates["splatfacto"] = splatfacto_start(scene, config, sh_degree).to(scene.camtoworlds)

@@ -131,3 +131,11 @@ def test_repeated_init_flag_keeps_every_value(tmp_path):
         tyro.extras.subcommand_cli_from_dict(
             {name: cls for name, (cls, _) in COMMANDS.items()}, args=merge_repeated_flags(["refine", "--max-steps", "3", "--max-steps", "4"])
         )
+
+
+def test_sfm_else_prediction_follows_the_capture(scene):
+    refine, backbone = RefineConfig(), FarAwayConfig().setup()
+    config = StartConfig(start="sfm-else-prediction")
+    assert initial_gaussians(scene, backbone, config, refine).name == "splatfacto"
+    bare = type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames)
+    assert initial_gaussians(bare, backbone, config, refine).name == "prediction"

@@ -29,7 +29,7 @@ from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
 from foresplat_ns.refine import RefineConfig, Refiner
-from foresplat_ns.start import START_NAMES, StartConfig, initial_gaussians
+from foresplat_ns.start import RULES, START_NAMES, StartConfig, initial_gaussians
 
 CONSOLE = Console()
 
@@ -72,6 +72,13 @@ class RefineBenchConfig:
     target_psnr: Optional[float] = None
     """PSNR whose first crossing gives 'steps/seconds to target'; default: the reference's mean final PSNR."""
     max_scenes: Optional[int] = None
+    plateau_from: Optional[Path] = None
+    """Output folder of a long run of the reference init (e.g. splatfacto's start for 7,000 steps): its best
+    PSNR per scene is that scene's plateau, and the summary adds each init's steps to reach it and its best
+    against it (the paper's headline, measured directly)."""
+    merge_from: Tuple[Path, ...] = ()
+    """Output folders of other runs (e.g. parallel lanes over parts of the scenes) whose finished pairs are
+    taken as done, where they were made with the same settings."""
     seed: int = 0
     refine: RefineConfig = field(default_factory=RefineConfig)
 
@@ -96,7 +103,7 @@ def parse_inits(specs: Tuple[str, ...], config: Optional[StartConfig] = None) ->
     for spec in specs:
         label, _, rest = spec.partition(":")
         path, start = rest, "prediction"
-        if rest.rpartition(":")[2] in START_NAMES + ("auto",) and ":" in rest:
+        if rest.rpartition(":")[2] in START_NAMES + RULES and ":" in rest:
             path, _, start = rest.rpartition(":")
         if label == "default" and not rest:
             init = Init(label, shipped_checkpoint("compact"), (config or StartConfig()).start)
@@ -167,7 +174,7 @@ def run_pair(train, held_out, backbone: Optional[Backbone], config: RefineBenchC
 def _settings_key(config: RefineBenchConfig, inits: Dict[str, Optional[Path]]) -> str:
     """Results are reused only by a run with the same settings."""
     settings = dataclasses.asdict(config)
-    for key in ("output", "init", "reference", "target_psnr", "max_scenes", "scenes"):
+    for key in ("output", "init", "reference", "target_psnr", "max_scenes", "scenes", "merge_from", "plateau_from"):
         settings.pop(key)
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -200,6 +207,11 @@ def main(config: RefineBenchConfig) -> Dict:
             results = previous
         else:
             CONSOLE.print(f"[yellow]{results_path} was made with other settings; starting afresh")
+    for folder in config.merge_from:
+        other = json.loads((Path(folder) / "results.json").read_text())
+        if other.get("settings_key") != key:
+            raise ValueError(f"--merge-from {folder}: its results were made with other settings")
+        results["runs"].update({k: v for k, v in other["runs"].items() if k not in results["runs"]})
     schedule = log_spaced_steps(config.max_steps)
     lpips = local_lpips()
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
@@ -296,7 +308,37 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
         t = _first_crossing(mean_curves[label], target, "seconds")
         speedup = f"{ref_steps / s:.1f}x" if s and ref_steps else ("∞" if s == 0 and ref_steps else "—")
         lines.append(f"| {label} | {s if s is not None else '—'} | {f'{t:.1f}' if t is not None else '—'} | {speedup} |")
-    return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target}
+    plateaus = {}
+    if config.plateau_from is not None:
+        long_runs = json.loads((Path(config.plateau_from) / "results.json").read_text())["runs"]
+        plateaus = {s: max(long_runs[f"{s}|{ref}"]["psnr"]) for s in scene_names if f"{s}|{ref}" in long_runs}
+        lines += plateau_table(by_scene, labels, plateaus, ref, config.max_steps)
+    return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target, "plateaus": plateaus}
+
+
+def plateau_table(by_scene: Dict, labels: List[str], plateaus: Dict[str, float], ref: str, max_steps: int) -> List[str]:
+    """Per init: the steps it needs to reach each scene's plateau of the reference, and its best against it."""
+    lines = [
+        "",
+        f"Against '{ref}''s plateau (its best PSNR in the long run), per scene: steps to reach it within {max_steps} "
+        "('—' never), and best within them minus the plateau (dB, mean ± s.e.m., wins)",
+        "",
+        "| init | " + " | ".join(plateaus) + " | best − plateau |",
+        "|---" * (len(plateaus) + 2) + "|",
+    ]
+    for label in labels:
+        reach, diffs = [], []
+        for scene, plateau in plateaus.items():
+            record = by_scene[label].get(scene)
+            if record is None:
+                reach.append("")
+                continue
+            step = _first_crossing(record, plateau, "steps")
+            reach.append("—" if step is None else str(step))
+            diffs.append(max(record["psnr"]) - plateau)
+        mean, sem = _mean_sem(diffs)
+        lines.append(f"| {label} | " + " | ".join(reach) + f" | {mean:+.2f}±{sem:.2f} ({sum(d >= 0 for d in diffs)}/{len(diffs)}) |")
+    return lines
 
 
 def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) -> None:
