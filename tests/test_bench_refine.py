@@ -53,3 +53,32 @@ def test_a_pair_does_not_depend_on_what_ran_before_it(small_corpus):
     after = run_pair(train, held_out, backbone, config, schedule)
     assert alone["num_gaussians"][-1] > alone["num_gaussians"][0]  # densification happened
     assert after["psnr"] == alone["psnr"] and after["num_gaussians"] == alone["num_gaussians"]
+
+
+def test_lanes_merge_and_a_long_run_gives_each_scene_its_plateau(small_corpus, tmp_path):
+    scenes = discover_scenes(small_corpus)[:2]
+    for lane, scene in enumerate(scenes):
+        (tmp_path / f"lane-{lane}.txt").write_text(f"{scene}\n")
+    (tmp_path / "all.txt").write_text("".join(f"{s}\n" for s in scenes))
+
+    def run(scene_list, output, **settings):
+        config = RefineBenchConfig(
+            scenes=tmp_path / scene_list, init=("random", "pointcloud"), output=tmp_path / output, max_steps=5,
+            start=StartConfig(num_context_views=2), random_gaussians=500, refine=RefineConfig(), **settings,
+        )  # fmt: skip
+        return main(config)
+
+    for lane in range(2):
+        run(f"lane-{lane}.txt", f"lane-{lane}")
+    marked = json.loads((tmp_path / "lane-0" / "results.json").read_text())
+    marked["runs"][f"{scenes[0].name}|random"]["psnr"][0] = 99.0  # a merged pair is taken, not refined again
+    (tmp_path / "lane-0" / "results.json").write_text(json.dumps(marked))
+    summary = run("all.txt", "merged", merge_from=(tmp_path / "lane-0", tmp_path / "lane-1"), plateau_from=tmp_path / "lane-1")
+    runs = json.loads((tmp_path / "merged" / "results.json").read_text())["runs"]
+    assert len(runs) == 4 and runs[f"{scenes[0].name}|random"]["psnr"][0] == 99.0
+    # the plateau is the reference's best in the long run (here lane-1's own run of scene 1)
+    assert summary["plateaus"] == {scenes[1].name: max(runs[f"{scenes[1].name}|random"]["psnr"])}
+    table = (tmp_path / "merged" / "summary.md").read_text()
+    record = runs[f"{scenes[1].name}|random"]
+    reach = record["steps"][record["psnr"].index(max(record["psnr"]))]
+    assert "Against 'random''s plateau" in table and f"| random | {reach} | +0.00 (1/1) |" in table

@@ -212,6 +212,8 @@ def main(config: RefineBenchConfig) -> Dict:
         if other.get("settings_key") != key:
             raise ValueError(f"--merge-from {folder}: its results were made with other settings")
         results["runs"].update({k: v for k, v in other["runs"].items() if k not in results["runs"]})
+    if config.merge_from:
+        _write_json_atomic(results_path, results)
     schedule = log_spaced_steps(config.max_steps)
     lpips = local_lpips()
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
@@ -250,6 +252,11 @@ def _mean_sem(values: List[float]) -> Tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def _mean_pm(mean: float, sem: float, sign: str = "") -> str:
+    """'mean±sem', or the mean alone where one scene gives no standard error."""
+    return f"{mean:{sign}.2f}" + ("" if math.isnan(sem) else f"±{sem:.2f}")
+
+
 def _first_crossing(record: Dict, target: float, axis: str) -> Optional[float]:
     for value, psnr in zip(record[axis], record["psnr"]):
         if psnr >= target:
@@ -269,11 +276,11 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
         cells = []
         for i in range(len(steps)):
             mean, sem = _mean_sem([r["psnr"][i] for r in per[label]])
-            cells.append(f"{mean:.2f}±{sem:.2f}")
+            cells.append(_mean_pm(mean, sem))
             table.setdefault(label, []).append(mean)
         best = _mean_sem([max(r["psnr"]) for r in per[label]])
         count = sum(r["num_gaussians"][-1] for r in per[label]) / len(per[label])
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {best[0]:.2f}±{best[1]:.2f} | {count:.0f} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_pm(*best)} | {count:.0f} |")
 
     ref = config.reference
     lines += ["", f"Paired difference to '{ref}' (dB), mean ± s.e.m. over scenes; wins = scenes where it is higher", ""]
@@ -288,7 +295,7 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
         for i in range(len(steps)):
             diffs = [by_scene[label][s]["psnr"][i] - by_scene[ref][s]["psnr"][i] for s in common]
             mean, sem = _mean_sem(diffs)
-            cells.append(f"{mean:+.2f}±{sem:.2f} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
+            cells.append(f"{_mean_pm(mean, sem, '+')} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     target = config.target_psnr if config.target_psnr is not None else table[ref][-1]
@@ -336,8 +343,10 @@ def plateau_table(by_scene: Dict, labels: List[str], plateaus: Dict[str, float],
             step = _first_crossing(record, plateau, "steps")
             reach.append("—" if step is None else str(step))
             diffs.append(max(record["psnr"]) - plateau)
+        if not diffs:
+            continue
         mean, sem = _mean_sem(diffs)
-        lines.append(f"| {label} | " + " | ".join(reach) + f" | {mean:+.2f}±{sem:.2f} ({sum(d >= 0 for d in diffs)}/{len(diffs)}) |")
+        lines.append(f"| {label} | " + " | ".join(reach) + f" | {_mean_pm(mean, sem, '+')} ({sum(d >= 0 for d in diffs)}/{len(diffs)}) |")
     return lines
 
 
