@@ -139,6 +139,7 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         if not frames:
             raise ValueError(f"the scene has no training images: {transforms} lists no frames")
         _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
+        _check_camera_model(transforms)
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
     except FileNotFoundError as err:
@@ -167,6 +168,15 @@ def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:
                         f"{path} is {img.size[0]}x{img.size[1]} but its camera says {width}x{height}: give each frame its own "
                         "w/h (and intrinsics) in transforms.json, or use images of the size the intrinsics describe"
                     )
+
+
+def _check_camera_model(transforms: Path) -> None:
+    """A camera model nerfstudio does not know is named with the ones it does (else a bare KeyError)."""
+    from nerfstudio.cameras.cameras import CAMERA_MODEL_TO_TYPE
+
+    model = json.loads(transforms.read_text()).get("camera_model", "OPENCV")
+    if model not in CAMERA_MODEL_TO_TYPE:
+        raise ValueError(f"{transforms}: unknown camera_model {model!r}; nerfstudio reads {', '.join(sorted(CAMERA_MODEL_TO_TYPE))}")
 
 
 def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor: Optional[int]) -> None:

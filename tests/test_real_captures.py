@@ -150,3 +150,13 @@ def test_resized_scene_scales_the_intrinsics_with_the_images(small_scene):
     small = train.resized(24)
     assert small.images.shape[1:3] == (24, 24)
     torch.testing.assert_close(project(train.points[0], small), project(train.points[0], train) / 2)
+
+
+def test_unknown_camera_model_is_named(small_scene, tmp_path):
+    scene = tmp_path / "model"
+    shutil.copytree(small_scene, scene)
+    meta = json.loads((scene / "transforms.json").read_text())
+    meta["camera_model"] = "THIN_PRISM_FISHEYE"
+    (scene / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"transforms\.json: unknown camera_model 'THIN_PRISM_FISHEYE'; nerfstudio reads .*OPENCV"):
+        load_scene(scene)
