@@ -115,6 +115,13 @@ def zero_step_loss(gaussians: Gaussians, scene: SceneViews, indices: List[int], 
     return total / len(indices)
 
 
+def resolve_rule(start: str, scene: SceneViews) -> str:
+    """The fixed start a rule gives on `scene` without rendering anything ('auto' needs renders: kept)."""
+    if start == "sfm-else-prediction":
+        return "splatfacto" if scene.points is not None and scene.points[0].shape[0] > 0 else "prediction"
+    return start
+
+
 @torch.no_grad()
 def initial_gaussians(
     scene: SceneViews, backbone: Optional[Backbone], config: StartConfig, refine: RefineConfig, start: Optional[str] = None
@@ -127,8 +134,7 @@ def initial_gaussians(
     start = start or config.start
     if start not in RULES + START_NAMES:
         raise ValueError(f"unknown start {start!r}; choose one of {', '.join(RULES + START_NAMES)}")
-    if start == "sfm-else-prediction":
-        start = "splatfacto" if scene.points is not None and scene.points[0].shape[0] > 0 else "prediction"
+    start = resolve_rule(start, scene)
     candidates: Dict[str, Gaussians] = {}
     if start != "splatfacto":
         if backbone is None:

@@ -82,3 +82,20 @@ def test_lanes_merge_and_a_long_run_gives_each_scene_its_plateau(small_corpus, t
     record = runs[f"{scenes[1].name}|random"]
     reach = record["steps"][record["psnr"].index(max(record["psnr"]))]
     assert "Against 'random''s plateau" in table and f"| random | {reach} | +0.00 (1/1) |" in table
+
+
+def test_an_init_whose_start_is_another_inits_reuses_its_run(small_corpus, tmp_path):
+    """'default' on scenes with SfM points starts from splatfacto's start: one seeded run serves both."""
+    config = RefineBenchConfig(
+        scenes=small_corpus, init=("splatfacto", "default", "again:shipped:splatfacto"), output=tmp_path, max_steps=3,
+        start=StartConfig(num_context_views=2), max_scenes=1, refine=RefineConfig(),
+    )  # fmt: skip
+    main(config)
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    scene = discover_scenes(small_corpus)[0].name
+    assert runs[f"{scene}|default"]["same_as"] == "splatfacto" and runs[f"{scene}|again"]["same_as"] in ("splatfacto", "default")
+    assert runs[f"{scene}|default"]["psnr"] == runs[f"{scene}|splatfacto"]["psnr"]
+    # and the reuse is faithful: refined on its own, 'default' gives the very same curve
+    alone = RefineBenchConfig(**{**config.__dict__, "init": ("default",), "output": tmp_path / "alone"})
+    main(alone)
+    assert json.loads((tmp_path / "alone" / "results.json").read_text())["runs"][f"{scene}|default"]["psnr"] == runs[f"{scene}|splatfacto"]["psnr"]

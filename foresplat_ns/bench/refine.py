@@ -29,7 +29,7 @@ from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
 from foresplat_ns.refine import RefineConfig, Refiner
-from foresplat_ns.start import RULES, START_NAMES, StartConfig, initial_gaussians
+from foresplat_ns.start import RULES, START_NAMES, StartConfig, initial_gaussians, resolve_rule
 
 CONSOLE = Console()
 
@@ -124,6 +124,22 @@ def parse_inits(specs: Tuple[str, ...], config: Optional[StartConfig] = None) ->
     return inits
 
 
+def same_start_as(label: str, inits: Dict[str, Init], scene, done) -> Optional[str]:
+    """An init among `done` whose start on `scene` is the very same Gaussians as `label`'s (e.g. 'default'
+    on a capture with SfM points is 'splatfacto'): its seeded run is reused instead of repeated."""
+
+    def key(init: Init):
+        start = resolve_rule(init.start, scene)
+        if start == "auto":
+            return None
+        if start == "splatfacto":
+            return (start,)
+        return (start, init.label if init.checkpoint is None else str(Path(init.checkpoint).resolve()))
+
+    mine = key(inits[label])
+    return next((other for other in done if mine is not None and key(inits[other]) == mine), None)
+
+
 def build_initialiser(init: Init, config: RefineBenchConfig) -> Optional[Backbone]:
     """The backbone an init predicts with (None for splatfacto's start, which needs none)."""
     if init.checkpoint is not None:
@@ -190,8 +206,8 @@ def main(config: RefineBenchConfig) -> Dict:
     from foresplat_ns.nerfstudio_glue.model import local_lpips
 
     inits = parse_inits(config.init, config.start)
-    if config.reference is None:
-        config.reference = "splatfacto" if "splatfacto" in inits else next(iter(inits))
+    if config.reference is None:  # resolved on a copy: the caller's config stays as given
+        config = dataclasses.replace(config, reference="splatfacto" if "splatfacto" in inits else next(iter(inits)))
     if config.reference not in inits:
         raise ValueError(f"--reference {config.reference!r} is not one of the inits {list(inits)}")
     scenes = discover_scenes(config.scenes)[: config.max_scenes]
@@ -231,7 +247,11 @@ def main(config: RefineBenchConfig) -> Dict:
                     train, held_out = train.resized(config.max_image_side), held_out.resized(config.max_image_side)
                 loaded = {scene_path: (train, held_out)}
             train, held_out = loaded[scene_path]
-            record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
+            twin = same_start_as(label, inits, train, {other for other in inits if f"{scene_path.name}|{other}" in results["runs"]})
+            if twin is not None:
+                record = {**results["runs"][f"{scene_path.name}|{twin}"], "same_as": twin}
+            else:
+                record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
             results["runs"][f"{scene_path.name}|{label}"] = record
             _write_json_atomic(results_path, results)
             progress.advance(task)
