@@ -302,6 +302,15 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
         count = sum(r["num_gaussians"][-1] for r in per[label]) / len(per[label])
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_pm(*best)} | {count:.0f} |")
 
+    other_metrics = [("ssim", "SSIM", ".3f"), ("lpips", "LPIPS", ".3f"), ("num_gaussians", "Gaussians", ".0f"), ("seconds", "seconds (start included)", ".1f")]
+    for metric, name, fmt in other_metrics:
+        if not all(metric in r for records in per.values() for r in records):
+            continue
+        lines += ["", f"{name}, mean over scenes", "", "| init | " + " | ".join(str(s) for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+        for label in labels:
+            means = [sum(r[metric][i] for r in per[label]) / len(per[label]) for i in range(len(steps))]
+            lines.append(f"| {label} | " + " | ".join(f"{m:{fmt}}" for m in means) + " |")
+
     ref = config.reference
     lines += ["", f"Paired difference to '{ref}' (dB), mean ± s.e.m. over scenes; wins = scenes where it is higher", ""]
     lines.append("| init | " + " | ".join(str(s) for s in steps) + " |")
