@@ -160,3 +160,19 @@ def test_unknown_camera_model_is_named(small_scene, tmp_path):
     (scene / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"transforms\.json: unknown camera_model 'THIN_PRISM_FISHEYE'; nerfstudio reads .*OPENCV"):
         load_scene(scene)
+
+
+def test_foresplat_meta_reads_a_folder_mixing_formats(small_scene, llff_scene, tmp_path):
+    """foresplat-meta's scenes: a generated nerfstudio-data scene and an LLFF capture side by side."""
+    from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
+
+    root = tmp_path / "scenes"
+    root.mkdir()
+    (root / "generated").symlink_to(small_scene)
+    (root / "llff").symlink_to(llff_scene)
+    manager = MultiSceneDataManagerConfig(data=root, num_context_views=2, max_image_side=16).setup(device="cpu")
+    names = sorted(train.name for train, _ in manager.train_scenes)
+    assert names == ["generated", "llff"]
+    assert all(max(train.images.shape[1:3]) == 16 and train.points is not None for train, _ in manager.train_scenes)
+    batch = manager.next_train(0)
+    assert batch.context.images.shape[:2] == (1, 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Literal, Dict, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
@@ -36,8 +36,13 @@ class MetaBatch:
 @dataclass
 class MultiSceneDataManagerConfig(DataManagerConfig):
     _target: Type = field(default_factory=lambda: MultiSceneDataManager)
+    scene_format: Literal["auto", "dataparser"] = "auto"
+    """'auto': each scene in its own format (LLFF, COLMAP, transforms.json, blender; SfM points loaded), so
+    a folder may mix generated scenes and real captures; 'dataparser': every scene with `dataparser`."""
     dataparser: AnnotatedDataParserUnion = field(default_factory=NerfstudioDataParserConfig)
-    """The dataparser every scene is read with (its `data` is set per scene)."""
+    """The dataparser every scene is read with where scene_format is 'dataparser' (its `data` is set per scene)."""
+    max_image_side: Optional[int] = None
+    """Shrink every image (area-averaged, intrinsics scaled) so its longer side is at most this; None: as read."""
     eval_data: Optional[Path] = None
     """Held-out scenes (same layout as `data`) for the evaluation nerfstudio runs during training."""
     num_context_views: int = 4
@@ -110,7 +115,11 @@ class MultiSceneDataManager(DataManager):
         return scenes
 
     def _load_scene(self, path: Path) -> Tuple[SceneViews, SceneViews]:
-        train, held_out = load_scene(path, self.config.dataparser)
+        train, held_out = load_scene(path, self.config.dataparser if self.config.scene_format == "dataparser" else None)
+        if self.config.max_image_side is not None:
+            train, held_out = train.resized(self.config.max_image_side), held_out.resized(self.config.max_image_side)
+        if isinstance(train.images, list):
+            raise ValueError("its training images differ in size; MetaGrad training takes scenes of one image size")
         if len(train) < self.config.num_context_views:
             raise ValueError(f"{len(train)} training views, fewer than the {self.config.num_context_views} context views asked for")
         if len(held_out) < self.config.min_query_views:
