@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.foresplat-installed
 
-.PHONY: venv system-deps demo test bench-raster clean
+.PHONY: venv system-deps demo test lint bench-raster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+lint: venv
+	$(BIN)/ruff check foresplat_ns tests
+	$(BIN)/ruff format --check foresplat_ns tests
 
 bench-raster: venv
 	$(BIN)/foresplat-bench raster

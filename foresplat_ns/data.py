@@ -8,9 +8,9 @@ early, with the file and the cause named.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -96,9 +96,7 @@ class SceneViews:
         move = lambda t: None if t is None else t.to(*args, **kwargs)  # noqa: E731
         points = None if self.points is None else (move(self.points[0]), move(self.points[1]))
         images = [move(image) for image in self.images] if isinstance(self.images, list) else move(self.images)
-        return SceneViews(
-            self.name, images, move(self.intrinsics), move(self.camtoworlds), self.filenames, move(self.depths), points
-        )
+        return SceneViews(self.name, images, move(self.intrinsics), move(self.camtoworlds), self.filenames, move(self.depths), points)
 
 
 def evenly_spaced(count: int, total: int) -> List[int]:
@@ -190,7 +188,9 @@ def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor:
         if not path.is_file():
             missing.append(str(path))
     if missing:
-        where = f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
+        where = (
+            f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
+        )
         raise ValueError(
             f"{transforms}: the image files of {len(missing)} of {len(frames)} frames are missing{where}: {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else "")

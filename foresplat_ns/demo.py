@@ -73,7 +73,18 @@ def train_and_evaluate(config: DemoConfig, scene: Path, start: str) -> dict:
 def main(config: DemoConfig) -> dict:
     scene = config.output / "scene"
     if not (scene / "transforms.json").is_file():
-        _run([_bin("foresplat-synth"), "--output", str(scene), "--resolution", str(config.resolution), "--seed", str(config.seed), "--overwrite"])
+        _run(
+            [
+                _bin("foresplat-synth"),
+                "--output",
+                str(scene),
+                "--resolution",
+                str(config.resolution),
+                "--seed",
+                str(config.seed),
+                "--overwrite",
+            ]
+        )
     # The shipped checkpoint's prediction and splatfacto's own start (the scene's SfM points), refined the
     # same number of steps the same way: what the learned start buys on this scene.
     results = {start: train_and_evaluate(config, scene, start) for start in (config.start, "splatfacto")}

@@ -241,7 +241,15 @@ class Distiller:
                 if loss is None:
                     skipped += 1
                 else:
-                    history.append({"step": self.step, "loss": loss.total.detach().item(), "render": loss.render, "depth": loss.depth, "opacity": loss.opacity})
+                    history.append(
+                        {
+                            "step": self.step,
+                            "loss": loss.total.detach().item(),
+                            "render": loss.render,
+                            "depth": loss.depth,
+                            "opacity": loss.opacity,
+                        }
+                    )
                 progress.update(task, advance=1, loss=f"{history[-1]['loss']:.4f}" if history else "-", skipped=skipped)
                 if self.step % self.config.save_every == 0 or self.step == self.config.steps:
                     self.save()

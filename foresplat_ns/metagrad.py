@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from foresplat_ns.gaussians import Gaussians
-from foresplat_ns.refine import Refiner, RefineConfig, View, background_for_step, composite_over, psnr, render_view
+from foresplat_ns.refine import RefineConfig, Refiner, View, background_for_step, composite_over, psnr, render_view
 
 
 class InnerRefiner(Protocol):

@@ -203,12 +203,9 @@ class Refiner:
     ):
         self.config = config
         self.generator = generator
-        self.params = torch.nn.ParameterDict(
-            {name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.items()}
-        )
+        self.params = torch.nn.ParameterDict({name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.items()})
         self.optimizers = {
-            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps)
-            for name, lr in config.learning_rates().items()
+            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps) for name, lr in config.learning_rates().items()
         }
         self.strategy = make_strategy(config, num_train_views) if densify else None
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0) if self.strategy else None
@@ -224,9 +221,7 @@ class Refiner:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         background = background_for_step(self.config, True, self.generator, view.image.device, view.image.dtype)
-        pred, info = render_view(
-            self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad
-        )
+        pred, info = render_view(self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad)
         if self.strategy is not None:
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, info)
         loss = photometric_loss(pred, composite_over(view.image, background), self.config.ssim_lambda)
@@ -247,11 +242,11 @@ class Refiner:
                 raise FloatingPointError(f"refinement diverged: '{name}' became non-finite at step {self.step}")
         if self.params["scales"].max() > 80:
             # exp(log-scale) overflows float32 beyond ~88: divergence, caught before the renderer refuses it
-            raise FloatingPointError(f"refinement diverged: log-scales reached {self.params['scales'].max().item():.3g} at step {self.step}")
-        if self.strategy is not None:
-            self.strategy.step_post_backward(
-                self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False
+            raise FloatingPointError(
+                f"refinement diverged: log-scales reached {self.params['scales'].max().item():.3g} at step {self.step}"
             )
+        if self.strategy is not None:
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False)
         self.step += 1
 
     def train_step(self, view: View) -> Tensor:

@@ -27,7 +27,9 @@ def run_cli(name: str, *args, cwd=None, timeout: int = 600) -> subprocess.Comple
     """Run a console script; on failure show its output in the assertion."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([console_script(name), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{name} {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"{name} {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 

@@ -188,7 +188,9 @@ def test_find_weights_names_the_missing_file_and_how_to_get_it(tmp_path, monkeyp
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ValueError, match=r"Model weights not found: no owner/model/w.safetensors in .*hub.*hf download owner/model w.safetensors"):
+    with pytest.raises(
+        ValueError, match=r"Model weights not found: no owner/model/w.safetensors in .*hub.*hf download owner/model w.safetensors"
+    ):
         find_weights(None, "owner/model", "w.safetensors", "Model", "CC BY-NC")
     with pytest.raises(ValueError, match=r"Model weights not found: .*folder/w.safetensors does not exist"):
         (tmp_path / "folder").mkdir()

@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from test_compact_backbone import make_context
 
 from foresplat_ns.backbones import ContextViews, PretrainedSettings, resolve_backbone, save_checkpoint
 from foresplat_ns.backbones.align import Similarity
@@ -17,7 +18,6 @@ from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
 from foresplat_ns.refine import RefineConfig, View
 from foresplat_ns.start import StartConfig
-from test_compact_backbone import make_context
 
 TINY = dict(
     intermediate_layer_idx=[0, 1, 2, 3],
@@ -136,7 +136,10 @@ def test_missing_weights_fail_before_the_model_is_built(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(AnySplatBackboneConfig, "build_model", build_model)
-    with pytest.raises(ValueError, match=r"AnySplat weights not found: no lhjiang/anysplat/model.safetensors in .*empty-cache.*hf download lhjiang/anysplat model.safetensors"):
+    with pytest.raises(
+        ValueError,
+        match=r"AnySplat weights not found: no lhjiang/anysplat/model.safetensors in .*empty-cache.*hf download lhjiang/anysplat model.safetensors",
+    ):
         resolve_backbone("anysplat")
     (tmp_path / "release").mkdir()
     with pytest.raises(ValueError, match=r"AnySplat weights not found: .*release/model.safetensors does not exist"):
@@ -180,7 +183,13 @@ def test_ns_train_foresplat_starts_from_release_weights(tiny, small_scene, tmp_p
     settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=40))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scene's loosely
-        pipeline = setup_pipeline(small_scene, "anysplat", backbone_checkpoint=tmp_path, pretrained=settings, start=StartConfig(start="prediction", num_context_views=2))
+        pipeline = setup_pipeline(
+            small_scene,
+            "anysplat",
+            backbone_checkpoint=tmp_path,
+            pretrained=settings,
+            start=StartConfig(start="prediction", num_context_views=2),
+        )
     assert pipeline.model.num_points == 40
     assert torch.isfinite(pipeline.model.means).all()
 
@@ -201,6 +210,7 @@ def test_foresplat_meta_fine_tunes_the_gaussian_head_and_foresplat_loads_it(tiny
     """foresplat-meta on AnySplat: released weights in, only the head trained (the default for a pretrained
     backbone), the written checkpoint is what `ns-train foresplat --pipeline.backbone anysplat` resolves."""
     from conftest import meta_train_in_process
+
     from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
 
     write_release_weights(tiny, tmp_path)

@@ -98,4 +98,7 @@ def test_an_init_whose_start_is_another_inits_reuses_its_run(small_corpus, tmp_p
     # and the reuse is faithful: refined on its own, 'default' gives the very same curve
     alone = RefineBenchConfig(**{**config.__dict__, "init": ("default",), "output": tmp_path / "alone"})
     main(alone)
-    assert json.loads((tmp_path / "alone" / "results.json").read_text())["runs"][f"{scene}|default"]["psnr"] == runs[f"{scene}|splatfacto"]["psnr"]
+    assert (
+        json.loads((tmp_path / "alone" / "results.json").read_text())["runs"][f"{scene}|default"]["psnr"]
+        == runs[f"{scene}|splatfacto"]["psnr"]
+    )

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from foresplat_ns.backbones import ContextViews, load_backbone, save_checkpoint
-from foresplat_ns.cameras import opengl_to_opencv
 from foresplat_ns.backbones.base import backbone_config_class
 from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig, focus_distances
+from foresplat_ns.cameras import opengl_to_opencv
 from foresplat_ns.gaussians import Gaussians, rgb_to_sh
 from foresplat_ns.render.sh import sh_bases
 
@@ -30,9 +30,7 @@ def look_at(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return pose
 
 
-def make_context(
-    batch: int = 1, views: int = 3, height: int = 32, width: int = 32, dtype=torch.float32, seed: int = 0
-) -> ContextViews:
+def make_context(batch: int = 1, views: int = 3, height: int = 32, width: int = 32, dtype=torch.float32, seed: int = 0) -> ContextViews:
     """Smoothly textured random images and cameras on a ring (varied elevation) looking at a point near the origin."""
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch * views, 3, height // 4 + 1, width // 4 + 1, generator=gen, dtype=torch.float64)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import console_script
+from test_anysplat import tiny_config
+
 from foresplat_ns.backbones import load_backbone, resolve_backbone, save_checkpoint
 from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig
 from foresplat_ns.distill import RESUME_FILE, STUDENT_FILE, DistillConfig, distill
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
-from test_anysplat import tiny_config
 
 STUDENT = CompactBackboneConfig(width=8, num_depth_planes=8)
 pytestmark = pytest.mark.filterwarnings("ignore:anysplat backbone. its predicted cameras fit the dataset's poses loosely")
@@ -33,7 +33,9 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def config(corpus: Path, output: Path, **overrides) -> DistillConfig:
-    settings = dict(data=corpus / "scenes", output=output, teacher_checkpoint=corpus / "teacher.pt", student=STUDENT, lr=1e-2, views_per_step=4)
+    settings = dict(
+        data=corpus / "scenes", output=output, teacher_checkpoint=corpus / "teacher.pt", student=STUDENT, lr=1e-2, views_per_step=4
+    )
     return DistillConfig(**{**settings, **overrides})
 
 

@@ -9,10 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import torch
-
 from conftest import console_script, run_cli
+
 from foresplat_ns.backbones import load_backbone, save_checkpoint
 from foresplat_ns.backbones.compact import CompactBackboneConfig
 
@@ -78,7 +77,9 @@ def test_killed_run_resumes_from_its_last_save(small_corpus, tmp_path):
     """SIGKILL mid-training; --load-dir continues from the newest complete checkpoint, none is truncated."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     args = meta_args(small_corpus, tmp_path, "kill", 10_000)
-    proc = subprocess.Popen([console_script("ns-train"), *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [console_script("ns-train"), *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     checkpoints = run_dir(tmp_path, "kill") / "nerfstudio_models"
     deadline = time.time() + 600
     try:

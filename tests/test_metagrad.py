@@ -123,8 +123,10 @@ def test_surrogate_backward_is_jacobian_transpose_times_aggregate():
     torch.manual_seed(1)
     w = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
     z = torch.randn(3, dtype=torch.float64)
-    fields = {name: (w @ z)[:, None].expand(4, dim) * (i + 1) for i, (name, dim) in enumerate(
-        [("means", 3), ("scales", 3), ("quats", 4), ("opacities", 1), ("features_dc", 3)])}
+    fields = {
+        name: (w @ z)[:, None].expand(4, dim) * (i + 1)
+        for i, (name, dim) in enumerate([("means", 3), ("scales", 3), ("quats", 4), ("opacities", 1), ("features_dc", 3)])
+    }
     prediction = Gaussians(**fields, features_rest=torch.zeros(4, 0, 3, dtype=torch.float64))
     gradient = {name: torch.randn_like(t) for name, t in prediction.items()}
     surrogate_loss(prediction, gradient).backward(retain_graph=True)

@@ -25,8 +25,12 @@ def scene(n: int = 300, seed: int = 0):
     viewmats = viewmats_from_camtoworlds(c2w)
     means = torch.randn(n, 3, generator=gen) * torch.tensor([0.5, 0.5, 0.3]) + torch.tensor([0.0, 0.0, -3.0])
     truth = Gaussians.from_activated(
-        means, torch.full((n, 3), 0.05), torch.randn(n, 4, generator=gen), torch.rand(n, generator=gen) * 0.8 + 0.1,
-        torch.rand(n, 3, generator=gen), sh_degree=1,
+        means,
+        torch.full((n, 3), 0.05),
+        torch.randn(n, 4, generator=gen),
+        torch.rand(n, generator=gen) * 0.8 + 0.1,
+        torch.rand(n, 3, generator=gen),
+        sh_degree=1,
     )
     with torch.no_grad():
         images = [render_view(truth, View(torch.zeros(32, 32, 3), viewmats[i], K), 0, torch.zeros(3))[0] for i in range(2)]
@@ -78,7 +82,11 @@ def test_refinement_improves_and_metagrad_reports_psnr():
     start, views = scene(seed=2)
     _, prediction = as_prediction(start)
     step = metagrad_step(
-        prediction, views, REFINE, MetaGradConfig(inner_steps=8, num_anchors=3), measure_view=views[1],
+        prediction,
+        views,
+        REFINE,
+        MetaGradConfig(inner_steps=8, num_anchors=3),
+        measure_view=views[1],
         generator=torch.Generator().manual_seed(0),
     )
     assert step.final_psnr > step.zero_step_psnr

@@ -16,9 +16,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+from conftest import LEGO, console_script, run_cli
 from PIL import Image
 
-from conftest import LEGO, console_script, run_cli
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
 from foresplat_ns.gaussians import Gaussians
 
@@ -269,8 +269,12 @@ class NaNInit(Backbone):
 
     def forward(self, context):
         g = Gaussians.from_activated(
-            torch.full((1, 5, 3), float("nan")), torch.ones(1, 5, 3), torch.ones(1, 5, 4), torch.full((1, 5), 0.5),
-            torch.rand(1, 5, 3), sh_degree=0,
+            torch.full((1, 5, 3), float("nan")),
+            torch.ones(1, 5, 3),
+            torch.ones(1, 5, 4),
+            torch.full((1, 5), 0.5),
+            torch.rand(1, 5, 3),
+            sh_degree=0,
         )
         return g
 

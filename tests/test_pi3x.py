@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from test_compact_backbone import quat_to_matrix
 from torch import nn
 
 from foresplat_ns.backbones import ContextViews, resolve_backbone
@@ -20,7 +21,6 @@ from foresplat_ns.cameras import pixel_grid, viewmats_from_camtoworlds
 from foresplat_ns.gaussians import rgb_to_sh
 from foresplat_ns.metagrad import MetaGradConfig, metagrad_step
 from foresplat_ns.refine import RefineConfig, View
-from test_compact_backbone import quat_to_matrix
 
 SIDE = 56
 FOCAL = 1.2 * SIDE
@@ -48,7 +48,9 @@ class StandInPi3X(nn.Module):
         poses = []
         for v in range(views):
             azimuth, elevation = 2 * math.pi * v / views * 0.5, math.radians(40)
-            eye = 3.0 * torch.tensor([math.cos(elevation) * math.sin(azimuth), math.sin(elevation), math.cos(elevation) * math.cos(azimuth)])
+            eye = 3.0 * torch.tensor(
+                [math.cos(elevation) * math.sin(azimuth), math.sin(elevation), math.cos(elevation) * math.cos(azimuth)]
+            )
             forward = -eye / eye.norm()
             right = F.normalize(torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0])), dim=0)
             down = torch.linalg.cross(forward, right)
@@ -197,7 +199,9 @@ def test_missing_package_or_weights_fail_before_the_model_is_built(tmp_path, mon
         resolve_backbone("pi3x")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object() if name == "pi3" else find_spec(name, *args))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(ValueError, match=r"Pi3X weights not found: no yyfz233/Pi3X/model.safetensors .*hf download yyfz233/Pi3X model.safetensors"):
+    with pytest.raises(
+        ValueError, match=r"Pi3X weights not found: no yyfz233/Pi3X/model.safetensors .*hf download yyfz233/Pi3X model.safetensors"
+    ):
         resolve_backbone("pi3x")
 
 
@@ -208,11 +212,16 @@ def test_released_weights_load_strictly_without_the_conditioning_branches(tmp_pa
     state = dict(source.state_dict())
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())
     monkeypatch.setattr(Pi3XBackboneConfig, "build_model", lambda self: StandInPi3X())
-    save_file({**state, "depth_encoder.blocks.0.weight": torch.zeros(2), "ray_embed.proj.bias": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
+    save_file(
+        {**state, "depth_encoder.blocks.0.weight": torch.zeros(2), "ray_embed.proj.bias": torch.zeros(2)},
+        str(tmp_path / "model.safetensors"),
+    )
     loaded = resolve_backbone("pi3x", tmp_path)
     assert torch.equal(loaded.pi3x.point_decoder.weight, source.point_decoder.weight)
     save_file({"point_decoder.weight": state["point_decoder.weight"]}, str(tmp_path / "partial.safetensors"))
-    with pytest.raises(ValueError, match=r"Pi3X weights .*partial.safetensors do not fit the model: 1 missing keys \['point_decoder.bias'\]"):
+    with pytest.raises(
+        ValueError, match=r"Pi3X weights .*partial.safetensors do not fit the model: 1 missing keys \['point_decoder.bias'\]"
+    ):
         resolve_backbone("pi3x", tmp_path / "partial.safetensors")
 
 
@@ -230,9 +239,9 @@ def test_resolve_backbone_still_resolves_the_others(tmp_path):
 def test_foresplat_meta_trains_our_head_on_pi3x(small_corpus, tmp_path, monkeypatch):
     """foresplat-meta on Pi3X (the stand-in, released weights from a folder): only our head trains by
     default, and --pipeline.model.trainable all reaches the trunk."""
+    from conftest import meta_train_in_process
     from safetensors.torch import save_file
 
-    from conftest import meta_train_in_process
     from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
 
     torch.manual_seed(0)

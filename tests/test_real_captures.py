@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from PIL import Image
 from plyfile import PlyData
 
-from conftest import run_cli
 from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.data import load_scene, scene_dataparser
 from foresplat_ns.nerfstudio_glue.llff_dataparser import LLFFDataParserConfig
@@ -36,7 +36,10 @@ def write_llff(scene: Path, out: Path, factor: int = 2) -> Path:
     np.save(out / "poses_bounds.npy", np.array(rows))
     ply = PlyData.read(str(scene / meta["ply_file_path"]))["vertex"]
     (out / "sparse" / "0").mkdir(parents=True)
-    lines = [f"{i + 1} {x} {y} {z} {r} {g} {b} 0.5" for i, (x, y, z, r, g, b) in enumerate(zip(ply["x"], ply["y"], ply["z"], ply["red"], ply["green"], ply["blue"]))]
+    lines = [
+        f"{i + 1} {x} {y} {z} {r} {g} {b} 0.5"
+        for i, (x, y, z, r, g, b) in enumerate(zip(ply["x"], ply["y"], ply["z"], ply["red"], ply["green"], ply["blue"]))
+    ]
     (out / "sparse" / "0" / "points3D.txt").write_text("\n".join(lines) + "\n")
     return out
 
@@ -46,7 +49,10 @@ def project(points: torch.Tensor, scene) -> torch.Tensor:
     viewmats = viewmats_from_camtoworlds(scene.camtoworlds.double())
     cam = torch.einsum("vij,pj->vpi", viewmats[:, :3, :3], points.double()) + viewmats[:, None, :3, 3]
     K = scene.intrinsics.double()
-    return torch.stack([K[:, None, 0, 0] * cam[..., 0] / cam[..., 2] + K[:, None, 0, 2], K[:, None, 1, 1] * cam[..., 1] / cam[..., 2] + K[:, None, 1, 2]], -1)
+    return torch.stack(
+        [K[:, None, 0, 0] * cam[..., 0] / cam[..., 2] + K[:, None, 0, 2], K[:, None, 1, 1] * cam[..., 1] / cam[..., 2] + K[:, None, 1, 2]],
+        -1,
+    )
 
 
 @pytest.fixture(scope="module")

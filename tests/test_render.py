@@ -42,7 +42,10 @@ class Scene:
 
     def differentiable(self):
         """Fresh leaf copies of every input the rasteriser is differentiable in (Ks is not)."""
-        return {name: getattr(self, name).detach().clone().requires_grad_(True) for name in ("means", "quats", "scales", "opacities", "colors", "viewmats", "backgrounds")}
+        return {
+            name: getattr(self, name).detach().clone().requires_grad_(True)
+            for name in ("means", "quats", "scales", "opacities", "colors", "viewmats", "backgrounds")
+        }
 
 
 def make_scene(seed: int = 0, sh_degree: Optional[int] = None, n_cameras: int = 2, dtype=torch.float64) -> Scene:
@@ -81,7 +84,9 @@ def make_scene(seed: int = 0, sh_degree: Optional[int] = None, n_cameras: int = 
         dtype=dtype,
     )
     viewmats = torch.stack([torch.eye(4, dtype=dtype), turned])[:n_cameras]
-    Ks = torch.tensor([[[30.0, 0, 18.8], [0, 31.0, 14.2], [0, 0, 1]], [[28.0, 0, 17.5], [0, 28.0, 15.0], [0, 0, 1]]], dtype=dtype)[:n_cameras]
+    Ks = torch.tensor([[[30.0, 0, 18.8], [0, 31.0, 14.2], [0, 0, 1]], [[28.0, 0, 17.5], [0, 28.0, 15.0], [0, 0, 1]]], dtype=dtype)[
+        :n_cameras
+    ]
     backgrounds = torch.rand(n_cameras, 3, generator=g, dtype=dtype)
     return Scene(means, quats, scales, opacities, colors, viewmats, Ks, backgrounds)
 
@@ -171,7 +176,15 @@ def _one_pixel_scene(opacities, colors, depths):
     means = torch.tensor([[0.0, 0.0, z] for z in depths], dtype=torch.float64)
     Ks = torch.tensor([[[10.0, 0, 2.5], [0, 10.0, 2.5], [0, 0, 1]]], dtype=torch.float64)
     quats = torch.tensor([[1.0, 0, 0, 0]] * n, dtype=torch.float64)
-    return means, quats, torch.full((n, 3), 0.02, dtype=torch.float64), torch.tensor(opacities, dtype=torch.float64), torch.tensor(colors, dtype=torch.float64), torch.eye(4, dtype=torch.float64)[None], Ks
+    return (
+        means,
+        quats,
+        torch.full((n, 3), 0.02, dtype=torch.float64),
+        torch.tensor(opacities, dtype=torch.float64),
+        torch.tensor(colors, dtype=torch.float64),
+        torch.eye(4, dtype=torch.float64)[None],
+        Ks,
+    )
 
 
 def test_pixels_match_hand_computed_values():
@@ -263,7 +276,16 @@ def test_multiple_cameras_render_like_one_at_a_time():
     scene = make_scene(seed=7, sh_degree=2)
     both, both_alphas, _ = rasterize_on_cpu(*_args(scene), sh_degree=2, backgrounds=scene.backgrounds)
     for camera in range(2):
-        one = Scene(scene.means, scene.quats, scene.scales, scene.opacities, scene.colors, scene.viewmats[camera : camera + 1], scene.Ks[camera : camera + 1], scene.backgrounds[camera : camera + 1])
+        one = Scene(
+            scene.means,
+            scene.quats,
+            scene.scales,
+            scene.opacities,
+            scene.colors,
+            scene.viewmats[camera : camera + 1],
+            scene.Ks[camera : camera + 1],
+            scene.backgrounds[camera : camera + 1],
+        )
         image, alpha, _ = rasterize_on_cpu(*_args(one), sh_degree=2, backgrounds=one.backgrounds)
         torch.testing.assert_close(both[camera : camera + 1], image)
         torch.testing.assert_close(both_alphas[camera : camera + 1], alpha)

@@ -86,7 +86,10 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(corrupt, message):
 
 @pytest.mark.parametrize(
     "sh_degree, bands, message",
-    [(3, 9, "'sh_degree'=3 needs 16 SH coefficients per Gaussian, but 'colors' has K=9"), (5, 36, "'sh_degree' must be None or an int in 0..4")],
+    [
+        (3, 9, "'sh_degree'=3 needs 16 SH coefficients per Gaussian, but 'colors' has K=9"),
+        (5, 36, "'sh_degree' must be None or an int in 0..4"),
+    ],
 )
 def test_sh_degree_must_fit_the_coefficients(sh_degree, bands, message):
     args = _inputs()
@@ -135,9 +138,11 @@ def test_cuda_tensors_are_rendered_by_gsplat_with_the_same_arguments(monkeypatch
     monkeypatch.setattr(gsplat.rendering, "rasterization", lambda *args, **kwargs: calls.append((args, kwargs)) or "gsplat")
     args = _inputs()
     args["means"] = args["means"].as_subclass(_PretendCuda)
-    result = rasterization(**args, sh_degree=None, packed=True, absgrad=True, render_mode="RGB+ED", rasterize_mode="antialiased", radius_clip=1.5)
+    result = rasterization(
+        **args, sh_degree=None, packed=True, absgrad=True, render_mode="RGB+ED", rasterize_mode="antialiased", radius_clip=1.5
+    )
     assert result == "gsplat"
-    (positional, keywords), = calls
+    ((positional, keywords),) = calls
     assert positional[0] is args["means"] and positional[7:] == (16, 12)
     expected = dict(packed=True, absgrad=True, render_mode="RGB+ED", rasterize_mode="antialiased", radius_clip=1.5, tile_size=16, eps2d=0.3)
     assert {key: keywords[key] for key in expected} == expected

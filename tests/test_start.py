@@ -98,7 +98,10 @@ def test_auto_keeps_the_candidate_with_the_lowest_zero_step_loss(scene):
 
 def test_each_start_is_what_it_says(scene):
     refine, backbone = RefineConfig(), FarAwayConfig().setup()
-    sizes = {name: initial_gaussians(scene, backbone, StartConfig(start=name), refine).gaussians.num_gaussians for name in ("prediction", "splatfacto", "union")}
+    sizes = {
+        name: initial_gaussians(scene, backbone, StartConfig(start=name), refine).gaussians.num_gaussians
+        for name in ("prediction", "splatfacto", "union")
+    }
     assert sizes == {"prediction": 7, "splatfacto": scene.points[0].shape[0], "union": 7 + scene.points[0].shape[0]}
     with pytest.raises(ValueError, match="needs a backbone"):
         initial_gaussians(scene, None, StartConfig(start="union"), refine)
@@ -116,7 +119,9 @@ def test_bench_default_is_ns_train_foresplats_start(small_scene, scene):
     assert init.start == StartConfig().start == config.pipeline.start.start
     from foresplat_ns.bench.refine import build_initialiser
 
-    bench = initial_gaussians(scene, build_initialiser(init, RefineBenchConfig()), RefineBenchConfig().start, RefineConfig(), start=init.start)
+    bench = initial_gaussians(
+        scene, build_initialiser(init, RefineBenchConfig()), RefineBenchConfig().start, RefineConfig(), start=init.start
+    )
     for name, value in bench.gaussians.items():
         torch.testing.assert_close(pipeline.model.gauss_params[name].detach(), value.float(), msg=name)
 
@@ -129,7 +134,8 @@ def test_repeated_init_flag_keeps_every_value(tmp_path):
     assert [(i.label, i.start) for i in inits.values()] == [("splatfacto", "splatfacto"), ("default", StartConfig().start), ("x", "union")]
     with pytest.raises(SystemExit):  # a single-valued flag given twice is refused, not silently overwritten
         tyro.extras.subcommand_cli_from_dict(
-            {name: cls for name, (cls, _) in COMMANDS.items()}, args=merge_repeated_flags(["refine", "--max-steps", "3", "--max-steps", "4"])
+            {name: cls for name, (cls, _) in COMMANDS.items()},
+            args=merge_repeated_flags(["refine", "--max-steps", "3", "--max-steps", "4"]),
         )
 
 

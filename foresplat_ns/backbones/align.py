@@ -100,7 +100,9 @@ def fit_similarity(predicted_c2w: Tensor, given_c2w: Tensor, source: str) -> Tup
     with torch.no_grad():
         pred, given = predicted_c2w.detach().double(), given_c2w.detach().double()
         if pred.shape != given.shape or pred.dim() != 4 or pred.shape[-2:] != (4, 4):
-            raise ValueError(f"{source}: predicted cameras {tuple(pred.shape)} and given cameras {tuple(given.shape)} must both be [B,V,4,4]")
+            raise ValueError(
+                f"{source}: predicted cameras {tuple(pred.shape)} and given cameras {tuple(given.shape)} must both be [B,V,4,4]"
+            )
         if pred.shape[1] < 2:
             raise ValueError(
                 f"{source}: aligning its frame to the dataset's needs at least 2 context views, got {pred.shape[1]} "
@@ -272,7 +274,6 @@ def load_weights(module: nn.Module, path: Path, model_name: str, ignored_prefixe
             f"{model_name} weights {path} do not fit the model: {len(missing)} missing keys {list(missing)[:5]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:5]} (another model, or another architecture setting?)"
         )
-
 
 
 class AlignedBackbone(Backbone):

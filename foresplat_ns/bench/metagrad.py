@@ -88,7 +88,9 @@ def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
 def main(config: MetaGradBenchConfig) -> Dict[int, Dict[str, float]]:
     rows = {k: measure(config, k) for k in config.inner_steps}
     base = rows.get(0)
-    table = Table(title=f"MetaGrad outer-step cost ({config.resolution}², {config.num_context_views} context views, M={config.num_anchors})")
+    table = Table(
+        title=f"MetaGrad outer-step cost ({config.resolution}², {config.num_context_views} context views, M={config.num_anchors})"
+    )
     for col in ("rule", "K", "s / outer step", "× zero-step", "peak tensor memory (MB)"):
         table.add_column(col)
     lines = ["| rule | K | s / outer step | × zero-step | peak tensor memory (MB) |", "|---|---|---|---|---|"]

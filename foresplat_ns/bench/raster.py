@@ -213,14 +213,29 @@ def run_raster_bench(
         f"absgrad={absgrad}, load average at start {os.getloadavg()[0]:.2f}"
     )
     table = Table(title="foresplat_ns.render CPU path vs dense brute force (float32, forward+backward to all inputs)")
-    for column in ("image", "Gaussians", "tiled fwd ms", "tiled fwd+bwd ms", "tiled peak MiB", "dense fwd+bwd s", "dense peak MiB", "dense / tiled"):
+    for column in (
+        "image",
+        "Gaussians",
+        "tiled fwd ms",
+        "tiled fwd+bwd ms",
+        "tiled peak MiB",
+        "dense fwd+bwd s",
+        "dense peak MiB",
+        "dense / tiled",
+    ):
         table.add_column(column, justify="right")
     rows = []
     for size in sizes:
         for count in counts:
             tiled = _in_fresh_process(_tiled_worker, size, count, repeats, seed, threads, absgrad)
             row = {"size": size, "count": count, **{f"tiled_{k}": v for k, v in tiled.items()}}
-            cells = [f"{size}x{size}", f"{count:,}", f"{tiled['forward_s'] * 1e3:.0f}", f"{tiled['forward_backward_s'] * 1e3:.0f}", f"{tiled['peak_mib']:.0f}"]
+            cells = [
+                f"{size}x{size}",
+                f"{count:,}",
+                f"{tiled['forward_s'] * 1e3:.0f}",
+                f"{tiled['forward_backward_s'] * 1e3:.0f}",
+                f"{tiled['peak_mib']:.0f}",
+            ]
             if dense:
                 reference = _in_fresh_process(_dense_worker, size, count, seed, threads, dense_budget_s)
                 row.update({f"dense_{k}": v for k, v in reference.items()})

@@ -152,7 +152,9 @@ def build_initialiser(init: Init, config: RefineBenchConfig) -> Optional[Backbon
     return None
 
 
-def run_pair(train, held_out, backbone: Optional[Backbone], config: RefineBenchConfig, schedule: List[int], lpips=None, start: str = "prediction") -> Dict:
+def run_pair(
+    train, held_out, backbone: Optional[Backbone], config: RefineBenchConfig, schedule: List[int], lpips=None, start: str = "prediction"
+) -> Dict:
     """Refine one scene from one initialisation; metrics at every scheduled step."""
     # gsplat's densification draws from the global RNG: seeded here, a pair's result does not depend on
     # what ran before it in the process (other pairs, other inits' construction).
@@ -259,7 +261,9 @@ def main(config: RefineBenchConfig) -> Dict:
     (config.output / "summary.md").write_text(summary["markdown"])
     plot(results["runs"], list(inits), [s.name for s in scenes], config.output)
     CONSOLE.print(summary["markdown"])
-    CONSOLE.print(f"wrote {results_path}, {config.output / 'summary.md'}, {config.output / 'psnr_vs_steps.png'}, {config.output / 'psnr_vs_seconds.png'}")
+    CONSOLE.print(
+        f"wrote {results_path}, {config.output / 'summary.md'}, {config.output / 'psnr_vs_steps.png'}, {config.output / 'psnr_vs_seconds.png'}"
+    )
     return summary
 
 
@@ -302,11 +306,22 @@ def summarise(runs: Dict, labels: List[str], scene_names: List[str], config: Ref
         count = sum(r["num_gaussians"][-1] for r in per[label]) / len(per[label])
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_mean_pm(*best)} | {count:.0f} |")
 
-    other_metrics = [("ssim", "SSIM", ".3f"), ("lpips", "LPIPS", ".3f"), ("num_gaussians", "Gaussians", ".0f"), ("seconds", "seconds (start included)", ".1f")]
+    other_metrics = [
+        ("ssim", "SSIM", ".3f"),
+        ("lpips", "LPIPS", ".3f"),
+        ("num_gaussians", "Gaussians", ".0f"),
+        ("seconds", "seconds (start included)", ".1f"),
+    ]
     for metric, name, fmt in other_metrics:
         if not all(metric in r for records in per.values() for r in records):
             continue
-        lines += ["", f"{name}, mean over scenes", "", "| init | " + " | ".join(str(s) for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+        lines += [
+            "",
+            f"{name}, mean over scenes",
+            "",
+            "| init | " + " | ".join(str(s) for s in steps) + " |",
+            "|---" * (len(steps) + 1) + "|",
+        ]
         for label in labels:
             means = [sum(r[metric][i] for r in per[label]) / len(per[label]) for i in range(len(steps))]
             lines.append(f"| {label} | " + " | ".join(f"{m:{fmt}}" for m in means) + " |")

@@ -12,11 +12,9 @@ that module is still half-initialised, so it cannot be done at import).
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Callable
-
 import sys
-from typing import Optional
+from datetime import timedelta
+from typing import Callable, Optional
 
 import torch.distributed as dist
 
@@ -39,9 +37,7 @@ def cpu_capable_worker(
 
     if device_type != "cpu":
         worker = _NERFSTUDIO_WORKER or ns_train._distributed_worker
-        return worker(
-            local_rank, main_func, world_size, num_devices_per_machine, machine_rank, dist_url, config, timeout, device_type
-        )
+        return worker(local_rank, main_func, world_size, num_devices_per_machine, machine_rank, dist_url, config, timeout, device_type)
     global_rank = machine_rank * num_devices_per_machine + local_rank
     dist.init_process_group(backend="gloo", init_method=dist_url, world_size=world_size, rank=global_rank, timeout=timeout)
     for machine in range(world_size // num_devices_per_machine):

@@ -122,9 +122,7 @@ class LLFFDataParser(DataParser):
             return folder
         if (root / "images").is_dir():
             return root / "images"
-        downscaled = sorted(
-            (p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()), key=lambda p: int(p.name[7:])
-        )
+        downscaled = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()), key=lambda p: int(p.name[7:]))
         if not downscaled:
             raise ValueError(f"{root} holds poses_bounds.npy but no images, images_N folder beside it")
         return downscaled[0]

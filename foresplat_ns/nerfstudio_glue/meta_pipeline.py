@@ -64,9 +64,7 @@ class MetaPipeline(VanillaPipeline):
         Pipeline.__init__(self)
         self.config = config
         self.test_mode = test_mode
-        self.datamanager = config.datamanager.setup(
-            device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
-        )
+        self.datamanager = config.datamanager.setup(device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank)
         self._model = config.model.setup(scene_box=None, num_train_data=0, device=device, grad_scaler=grad_scaler)
         self.model.to(device)
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + local_rank)

@@ -68,9 +68,7 @@ class ForeSplatModel(SplatfactoModel):
     def populate_modules(self):
         gaussians = self.seed_gaussians if self.seed_gaussians is not None else self._placeholder_gaussians()
         gaussians = self._with_sh_degree(gaussians, self.config.sh_degree)
-        self.gauss_params = torch.nn.ParameterDict(
-            {name: Parameter(t.detach().clone().float()) for name, t in gaussians.items()}
-        )
+        self.gauss_params = torch.nn.ParameterDict({name: Parameter(t.detach().clone().float()) for name, t in gaussians.items()})
         self.seed_gaussians = None  # the parameters own the values now
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
 

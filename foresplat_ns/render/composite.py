@@ -356,6 +356,4 @@ def composite_blocks(
 ) -> Tuple[Tensor, Tensor]:
     """Render [C, H, W, D] colours and [C, H, W, 1] alphas of projected Gaussians through `layout`
     (planned with the same `segment_length`)."""
-    return BlockComposite.apply(
-        means2d, conics, opacities, colors, backgrounds, layout, width, height, absgrad, segment_length
-    )
+    return BlockComposite.apply(means2d, conics, opacities, colors, backgrounds, layout, width, height, absgrad, segment_length)

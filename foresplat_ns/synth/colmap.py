@@ -88,9 +88,7 @@ class SurfacePointSampler:
         chosen = np.sort(self.rng.choice(hits, size=min(count, hits.size), replace=False))
         rows, cols = np.divmod(chosen, cameras.width)
         z = flat_depth[chosen]
-        camera_points = np.stack(
-            [(cols + 0.5 - cameras.cx) / cameras.fx * z, -(rows + 0.5 - cameras.cy) / cameras.fy * z, -z], axis=-1
-        )
+        camera_points = np.stack([(cols + 0.5 - cameras.cx) / cameras.fx * z, -(rows + 0.5 - cameras.cy) / cameras.fy * z, -z], axis=-1)
         pose = cameras.camtoworlds[index].numpy()
         xyz = camera_points @ pose[:3, :3].T + pose[:3, 3]
         rgb = rgb8.reshape(-1, 3)[chosen]
@@ -222,4 +220,3 @@ def write_colmap(out_dir: Path, cameras: CameraSet, eval_indices: Sequence[int],
     held_out = [frame_name(i) for i in sorted(eval_set)]
     for split, names in (("train", train), ("val", held_out), ("test", held_out)):
         write_text_atomic(Path(out_dir) / SPLIT_LISTS[split], "".join(f"{name}\n" for name in names))
-

@@ -148,4 +148,3 @@ def _round(value: float) -> float:
 
 def _round_all(values) -> Vec3:
     return tuple(_round(v) for v in values)
-

@@ -52,9 +52,7 @@ def render_views(
 
 
 @torch.no_grad()
-def render_view(
-    scene: Scene, cameras: CameraSet, index: int, supersample: int = 2, shadows: bool = True
-) -> Tuple[Tensor, Tensor]:
+def render_view(scene: Scene, cameras: CameraSet, index: int, supersample: int = 2, shadows: bool = True) -> Tuple[Tensor, Tensor]:
     """One view: (image [H, W, 3] in [0, 1], z-depth [H, W] in metres, 0 where nothing was hit)."""
     height, width = cameras.height, cameras.width
     pose = cameras.camtoworlds[index].float()
@@ -79,17 +77,15 @@ def render_view(
     return torch.cat(image_rows).clamp(0, 1), torch.cat(depth_rows)
 
 
-def _ray_directions(
-    cameras: CameraSet, pose: Tensor, rows: Tensor, width: int, offsets: Tensor
-) -> Tuple[Tensor, Tensor]:
+def _ray_directions(cameras: CameraSet, pose: Tensor, rows: Tensor, width: int, offsets: Tensor) -> Tuple[Tensor, Tensor]:
     """Unit world directions [R * W * K, 3] through pixel positions (col, row) + offsets [K, 2], and the
     length of each camera-space direction whose z is -1 (distance / that length = z-depth)."""
     columns = torch.arange(width, dtype=torch.float32)
     x = (columns[None, :, None] + offsets[None, None, :, 0]).expand(len(rows), -1, -1)
     y = (rows[:, None, None] + offsets[None, None, :, 1]).expand(-1, width, -1)
-    camera_directions = torch.stack(
-        [(x - cameras.cx) / cameras.fx, -(y - cameras.cy) / cameras.fy, -torch.ones_like(x)], dim=-1
-    ).reshape(-1, 3)
+    camera_directions = torch.stack([(x - cameras.cx) / cameras.fx, -(y - cameras.cy) / cameras.fy, -torch.ones_like(x)], dim=-1).reshape(
+        -1, 3
+    )
     axis_length = camera_directions.norm(dim=-1)
     return (camera_directions / axis_length[:, None]) @ pose[:3, :3].T, axis_length
 

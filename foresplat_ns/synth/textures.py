@@ -133,9 +133,7 @@ def pattern_texture(rng: np.random.Generator, name: str) -> Texture:
     return Texture(image.contiguous(), mirrored=name == "gradient", description=description)
 
 
-def random_colour(
-    rng: np.random.Generator, value: Sequence[float] = (0.35, 1.0), saturation: Sequence[float] = (0.25, 0.9)
-) -> list:
+def random_colour(rng: np.random.Generator, value: Sequence[float] = (0.35, 1.0), saturation: Sequence[float] = (0.25, 0.9)) -> list:
     """A random RGB colour, drawn in HSV so saturation and brightness stay in a pleasant range."""
     hue, saturation, brightness = rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value)
     return [round(c, 4) for c in colorsys.hsv_to_rgb(hue, saturation, brightness)]
@@ -150,9 +148,7 @@ def _palette(level: Tensor, colours: Sequence[Sequence[float]]) -> Tensor:
     return stops[lower] * (1 - weight) + stops[lower + 1] * weight
 
 
-def _periodic_value_noise(
-    rng: np.random.Generator, u: np.ndarray, v: np.ndarray, base_cells: int, octaves: int
-) -> np.ndarray:
+def _periodic_value_noise(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, base_cells: int, octaves: int) -> np.ndarray:
     """Fractal value noise whose lattices wrap around the tile, normalised to [0, 1]."""
     total = np.zeros_like(u)
     for octave in range(octaves):

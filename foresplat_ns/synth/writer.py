@@ -89,9 +89,7 @@ def write_view(out_dir: Path, index: int, image: Tensor, depth: Optional[Tensor]
     return rgb
 
 
-def transforms_dict(
-    cameras: CameraSet, eval_indices: Sequence[int], with_depth: bool, ply_file: Optional[str] = None
-) -> dict:
+def transforms_dict(cameras: CameraSet, eval_indices: Sequence[int], with_depth: bool, ply_file: Optional[str] = None) -> dict:
     """nerfstudio's transforms.json: shared OPENCV intrinsics without distortion, OpenGL poses, explicit splits.
 
     nerfstudio reads the split lists whatever its eval_mode; val and test are the same held-out views.
@@ -148,4 +146,3 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
