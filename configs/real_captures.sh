@@ -15,7 +15,7 @@ OUT=results/real-$SPLIT
 PLATEAU_STEPS=${PLATEAU_STEPS:-7000}
 mkdir -p "$OUT"
 grep "^$SPLIT " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/scenes.txt"
-INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt" "union:shipped:union")
+INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 
 # Runs `bench` over the scenes of $1 in two lanes (alternate scenes), then merges them into $2.

@@ -53,6 +53,28 @@ def small_corpus(tmp_path_factory) -> Path:
     return root
 
 
+def register_fixed_backbone(name: str, gaussians):
+    """Register (under `name`) a backbone that ignores its input and predicts `gaussians`: a stand-in for a
+    bad or useless prediction. Returns its config class."""
+    from dataclasses import dataclass
+
+    from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
+
+    class Fixed(Backbone):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+
+        def head_parameter_names(self):
+            return ()
+
+        def forward(self, context):
+            return gaussians
+
+    config_class = dataclass(type(f"Fixed{name.title()}Config", (BackboneConfig,), {"name": name, "setup": lambda self: Fixed(self)}))
+    return register_backbone(config_class)
+
+
 def meta_train_in_process(model, corpus: Path, steps: int):
     """`ns-train foresplat-meta`'s pipeline and optimisers, stepped here (for backbones a console script
     can't build, such as test-sized large models): returns the pipeline and the last step's metrics."""

@@ -9,17 +9,14 @@ import socket
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
-from conftest import LEGO, console_script, run_cli
+from conftest import LEGO, console_script, register_fixed_backbone, run_cli
 from PIL import Image
 
-from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
 from foresplat_ns.gaussians import Gaussians
 
 STEPS = 30
@@ -250,33 +247,17 @@ def test_scene_without_training_images(small_scene, tmp_path):
         setup_pipeline(scene)
 
 
-@register_backbone
-@dataclass
-class NaNInitConfig(BackboneConfig):
-    name: ClassVar[str] = "test-nan"
-
-    def setup(self):
-        return NaNInit(self)
-
-
-class NaNInit(Backbone):
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-
-    def head_parameter_names(self):
-        return ()
-
-    def forward(self, context):
-        g = Gaussians.from_activated(
-            torch.full((1, 5, 3), float("nan")),
-            torch.ones(1, 5, 3),
-            torch.ones(1, 5, 4),
-            torch.full((1, 5), 0.5),
-            torch.rand(1, 5, 3),
-            sh_degree=0,
-        )
-        return g
+register_fixed_backbone(
+    "test-nan",
+    Gaussians.from_activated(
+        torch.full((1, 5, 3), float("nan")),
+        torch.ones(1, 5, 3),
+        torch.ones(1, 5, 4),
+        torch.full((1, 5), 0.5),
+        torch.rand(1, 5, 3),
+        sh_degree=0,
+    ),
+)
 
 
 def test_initialiser_producing_nan_is_refused(small_scene):

@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 import torch
 import tyro
+from conftest import register_fixed_backbone
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from foresplat_ns.backbones import resolve_backbone
-from foresplat_ns.backbones.base import Backbone, BackboneConfig, register_backbone
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
 from foresplat_ns.data import load_scene
@@ -27,31 +24,14 @@ def scene(small_scene):
     return train
 
 
-@register_backbone
-@dataclass
-class FarAwayConfig(BackboneConfig):
-    """A useless prediction: a few opaque black Gaussians far behind the scene."""
-
-    name: ClassVar[str] = "test-far-away"
-
-    def setup(self):
-        return FarAway(self)
-
-
-class FarAway(Backbone):
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-
-    def head_parameter_names(self):
-        return ()
-
-    def forward(self, context):
-        n = 7
-        return Gaussians.from_activated(
-            torch.full((1, n, 3), 50.0), torch.full((1, n, 3), 0.01), torch.tensor([[[1.0, 0, 0, 0]]]).expand(1, n, 4),
-            torch.full((1, n), 0.9), torch.zeros(1, n, 3), sh_degree=3,
-        )  # fmt: skip
+# A useless prediction: a few opaque black Gaussians far behind the scene.
+FarAwayConfig = register_fixed_backbone(
+    "test-far-away",
+    Gaussians.from_activated(
+        torch.full((1, 7, 3), 50.0), torch.full((1, 7, 3), 0.01), torch.tensor([[[1.0, 0, 0, 0]]]).expand(1, 7, 4),
+        torch.full((1, 7), 0.9), torch.zeros(1, 7, 3), sh_degree=3,
+    ),
+)  # fmt: skip
 
 
 def test_splatfacto_start_is_the_sfm_points_at_splatfacto_opacity(scene):
