@@ -188,6 +188,10 @@ def test_checkpoint_round_trip_and_mismatches(tmp_path):
     truncated.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"truncated\.pt could not be read"):
         load_backbone(truncated)
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 8)  # not a torch file at all: torch's weights_only advice would mislead
+    with pytest.raises(ValueError, match=r"noise\.pt could not be read: truncated, corrupt or not a ForeSplat checkpoint at all$"):
+        load_backbone(noise)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match="not a ForeSplat backbone checkpoint"):

@@ -167,7 +167,11 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt or not a torch file
-        raise ValueError(f"backbone checkpoint {path} could not be read (truncated or corrupt?): {err}") from err
+        # torch's own text for a file that is no checkpoint advises weights_only=False: wrong here, so not shown.
+        detail = "" if "weights_only" in str(err) else f": {err}"
+        raise ValueError(
+            f"backbone checkpoint {path} could not be read: truncated, corrupt or not a ForeSplat checkpoint at all{detail}"
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a ForeSplat backbone checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     version = payload.get("format_version")
