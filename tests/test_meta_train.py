@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import console_script, run_cli
 
@@ -122,3 +123,19 @@ def test_checkpoint_of_another_config_is_refused(small_corpus, tmp_path):
                                "--pipeline.model.init-checkpoint", run_dir(tmp_path, "narrow") / "backbone.pt"))  # fmt: skip
     assert proc.returncode != 0
     assert "backbone.pt" in proc.stdout + proc.stderr and "width" in proc.stdout + proc.stderr
+
+
+def test_load_dir_mistakes_are_named(tmp_path):
+    from foresplat_ns.nerfstudio_glue.trainer import check_load_dir
+
+    with pytest.raises(ValueError, match=r"--load-dir .*typo does not exist"):
+        check_load_dir(tmp_path / "typo")
+    run = tmp_path / "run"
+    (run / "nerfstudio_models").mkdir(parents=True)
+    (run / "backbone.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is a run folder: give its checkpoints, --load-dir .*run/nerfstudio_models"):
+        check_load_dir(run)
+    with pytest.raises(ValueError, match=r"holds no step-\*\.ckpt checkpoint \(was the run stopped before its first save\?\)"):
+        check_load_dir(run / "nerfstudio_models")
+    (run / "nerfstudio_models" / "step-000000004.ckpt").write_bytes(b"x")
+    check_load_dir(run / "nerfstudio_models")

@@ -64,7 +64,24 @@ def atomic_torch_save(payload, path: Path) -> None:
         raise
 
 
+def check_load_dir(load_dir: Path) -> None:
+    """`--load-dir` must be a run's nerfstudio_models folder holding a step-*.ckpt; otherwise say which
+    folder was meant, before nerfstudio's bare FileNotFoundError, int() or IndexError."""
+    load_dir = Path(load_dir)
+    if not load_dir.is_dir():
+        raise ValueError(f"--load-dir {load_dir} does not exist (give a run's nerfstudio_models folder)")
+    if not any(load_dir.glob("step-*.ckpt")):
+        if (load_dir / "nerfstudio_models").is_dir():
+            raise ValueError(f"--load-dir {load_dir} is a run folder: give its checkpoints, --load-dir {load_dir / 'nerfstudio_models'}")
+        raise ValueError(f"--load-dir {load_dir} holds no step-*.ckpt checkpoint (was the run stopped before its first save?)")
+
+
 class ForeSplatTrainer(Trainer):
+    def _load_checkpoint(self) -> None:
+        if self.config.load_dir is not None:
+            check_load_dir(self.config.load_dir)
+        super()._load_checkpoint()
+
     @check_main_thread
     def save_checkpoint(self, step: int) -> None:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
