@@ -139,3 +139,16 @@ def test_load_dir_mistakes_are_named(tmp_path):
         check_load_dir(run / "nerfstudio_models")
     (run / "nerfstudio_models" / "step-000000004.ckpt").write_bytes(b"x")
     check_load_dir(run / "nerfstudio_models")
+
+
+def test_a_partial_file_left_by_a_kill_mid_save_is_cleared_at_the_next_save(tmp_path):
+    from foresplat_ns.nerfstudio_glue.trainer import atomic_torch_save
+
+    models = tmp_path / "run" / "nerfstudio_models"
+    models.mkdir(parents=True)
+    staging = tmp_path / "run" / ".nerfstudio_models.staging"
+    staging.mkdir()
+    (staging / "tmpkilled.tmp").write_bytes(b"half a checkpoint")
+    atomic_torch_save({"step": 3}, models / "step-000000003.ckpt")
+    assert list(staging.iterdir()) == []
+    assert torch.load(models / "step-000000003.ckpt")["step"] == 3

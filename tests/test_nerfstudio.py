@@ -55,8 +55,8 @@ def test_nerfstudio_smoke_foresplat(tmp_path):
 def test_nerfstudio_smoke_foresplat_meta(tmp_path):
     from nerfstudio.scripts.train import train_loop
 
+    # nerfstudio's harness sets the data on the dataparser only (reduced_config): foresplat-meta takes it there
     config = reduced_config(method_config("foresplat-meta"), tmp_path)
-    config.pipeline.datamanager.data = LEGO
     config.pipeline.datamanager.num_context_views = 1
     config.pipeline.metagrad.inner_steps = 2
     train_loop(local_rank=0, world_size=1, config=config)
@@ -224,6 +224,16 @@ def test_corrupt_or_missing_image_is_named(small_scene, tmp_path):
         setup_pipeline(scene)
     victim.unlink()
     with pytest.raises(ValueError, match=f"missing: .*{victim.name}"):
+        setup_pipeline(scene)
+
+
+def test_corrupt_held_out_image_is_named_before_training(small_scene, tmp_path):
+    """The held-out images are read at the first evaluation (step 100), after the first save: checked at set-up."""
+    scene = tmp_path / "broken-eval"
+    shutil.copytree(small_scene, scene)
+    victim = scene / json.loads((scene / "transforms.json").read_text())["val_filenames"][0]
+    victim.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=f"corrupt or unreadable: .*{victim.name}"):
         setup_pipeline(scene)
 
 

@@ -89,9 +89,12 @@ class MultiSceneDataManager(DataManager):
     def setup_train(self):
         if self.test_mode == "inference":
             return
-        if self.config.data is None:
+        # nerfstudio's own harness (tests/test_train.py) sets the data on the dataparser: accepted too.
+        data = self.config.data if self.config.data is not None else self.config.dataparser.data
+        if data is None or str(data) in ("", "."):
             raise ValueError("foresplat-meta needs --data: a folder of scenes (or a text file listing them)")
-        self.train_scenes = self._load_scenes(Path(self.config.data), "training")
+        self.config.data = Path(data)
+        self.train_scenes = self._load_scenes(Path(data), "training")
 
     def setup_eval(self):
         if self.config.eval_data is not None and self.test_mode != "inference":

@@ -20,7 +20,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from foresplat_ns.backbones import PretrainedSettings, resolve_backbone
-from foresplat_ns.data import scene_views_from_datamanager, setup_full_image_datamanager
+from foresplat_ns.data import check_image_files, scene_views_from_datamanager, setup_full_image_datamanager
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import RefineConfig
 from foresplat_ns.start import StartConfig, initial_gaussians
@@ -79,6 +79,10 @@ class ForeSplatPipeline(VanillaPipeline):
     @torch.no_grad()
     def predict_initial_gaussians(self) -> Gaussians:
         scene = scene_views_from_datamanager(self.datamanager)
+        # The held-out images are read at the first evaluation, long after the first save: checked now.
+        held_out = self.datamanager.eval_dataset._dataparser_outputs.image_filenames
+        if held_out:
+            check_image_files(held_out)
         start = self.config.start
         backbone = None
         if start.start != "splatfacto":

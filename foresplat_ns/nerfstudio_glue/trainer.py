@@ -51,6 +51,8 @@ def atomic_torch_save(payload, path: Path) -> None:
     """torch.save to a temporary file in a hidden sibling folder, then rename over `path`."""
     staging = path.parent.parent / f".{path.parent.name}.staging"
     staging.mkdir(parents=True, exist_ok=True)
+    for stale in staging.glob("*.tmp"):  # left by a process killed mid-save; one writer per run folder
+        stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=staging, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
