@@ -9,8 +9,6 @@ a checkpoint rebuilds its own backbone and a mismatched one fails with a message
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
@@ -18,6 +16,7 @@ from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
 import torch
 from torch import Tensor, nn
 
+from foresplat_ns.atomic import torch_save_atomic
 from foresplat_ns.gaussians import Gaussians
 
 CHECKPOINT_FORMAT = "foresplat-backbone"
@@ -136,8 +135,6 @@ def save_checkpoint(path: Path, backbone: Backbone, extra: Optional[Dict[str, An
     `extra` holds plain data (numbers, strings, tensors, dicts of them) such as optimiser state or
     the training step, loadable with weights_only=True.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -146,17 +143,7 @@ def save_checkpoint(path: Path, backbone: Backbone, extra: Optional[Dict[str, An
         "state_dict": backbone.state_dict(),
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    torch_save_atomic(payload, path)
 
 
 def read_checkpoint(path: Path) -> Dict[str, Any]:

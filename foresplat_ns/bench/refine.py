@@ -14,8 +14,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from foresplat_ns.atomic import write_json_atomic
 from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
@@ -197,13 +196,6 @@ def _settings_key(config: RefineBenchConfig, inits: Dict[str, Optional[Path]]) -
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _write_json_atomic(path: Path, payload) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main(config: RefineBenchConfig) -> Dict:
     from foresplat_ns.nerfstudio_glue.model import local_lpips
 
@@ -231,7 +223,7 @@ def main(config: RefineBenchConfig) -> Dict:
             raise ValueError(f"--merge-from {folder}: its results were made with other settings")
         results["runs"].update({k: v for k, v in other["runs"].items() if k not in results["runs"]})
     if config.merge_from:
-        _write_json_atomic(results_path, results)
+        write_json_atomic(results_path, results, indent=1)
     schedule = log_spaced_steps(config.max_steps)
     lpips = local_lpips()
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
@@ -255,7 +247,7 @@ def main(config: RefineBenchConfig) -> Dict:
             else:
                 record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
             results["runs"][f"{scene_path.name}|{label}"] = record
-            _write_json_atomic(results_path, results)
+            write_json_atomic(results_path, results, indent=1)
             progress.advance(task)
     summary = summarise(results["runs"], list(inits), [s.name for s in scenes], config)
     (config.output / "summary.md").write_text(summary["markdown"])

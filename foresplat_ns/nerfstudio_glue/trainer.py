@@ -12,17 +12,15 @@ since they load with weights_only=True. Checkpoints are saved with plain Python 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
 
 import numpy as np
-import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 
+from foresplat_ns.atomic import torch_save_atomic
 from foresplat_ns.nerfstudio_glue.launch import install_cpu_launcher
 
 BACKBONE_EXPORT_NAME = "backbone.pt"
@@ -48,22 +46,12 @@ def plain_numbers(obj):
 
 
 def atomic_torch_save(payload, path: Path) -> None:
-    """torch.save to a temporary file in a hidden sibling folder, then rename over `path`."""
+    """torch.save through a hidden sibling staging folder (nerfstudio_models must hold only whole
+    checkpoints: its loader parses every file name there)."""
     staging = path.parent.parent / f".{path.parent.name}.staging"
-    staging.mkdir(parents=True, exist_ok=True)
     for stale in staging.glob("*.tmp"):  # left by a process killed mid-save; one writer per run folder
         stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=staging, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    torch_save_atomic(payload, path, staging=staging)
 
 
 def check_load_dir(load_dir: Path) -> None:

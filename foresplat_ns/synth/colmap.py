@@ -32,8 +32,10 @@ from typing import List, Sequence
 import numpy as np
 from torch import Tensor
 
+from foresplat_ns.atomic import write_text_atomic
+
 from .cameras import CameraSet
-from .writer import frame_name, write_text_atomic
+from .writer import frame_name
 
 COLMAP_DIR = "colmap"
 SPARSE_DIR = Path(COLMAP_DIR) / "sparse" / "0"

@@ -8,6 +8,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from foresplat_ns.atomic import write_json_atomic
+
 from .. import __version__
 from .colmap import PLY_FILE, SurfacePointSampler, write_colmap
 from .config import SceneConfig
@@ -20,7 +22,6 @@ from .writer import (
     eval_view_indices,
     prepare_output_dir,
     transforms_dict,
-    write_json_atomic,
     write_view,
 )
 

@@ -8,11 +8,8 @@ With the COLMAP export on (colmap.py), also colmap/sparse/0/, sparse_pc.ply and 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -129,20 +126,3 @@ def transforms_dict(cameras: CameraSet, eval_indices: Sequence[int], with_depth:
         "test_filenames": eval_files,
         **extra,
     }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Writes JSON to a temporary file beside `path`, then renames it over `path`: readers never see half a file."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes text to a temporary file beside `path`, then renames it over `path`: readers never see half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
