@@ -5,14 +5,14 @@
 # Every capture is read in its own format with its SfM points, shrunk to 240 px on the long side, and
 # refined as `ns-train foresplat` does for 2,000 steps from each start: held-out-view PSNR/SSIM, Gaussian
 # count and seconds (the start's construction included) at 0..2000 steps. Then splatfacto's start alone
-# for PLATEAU_STEPS (default 7000; its schedule stretched to match) on the captures with SfM points, to
+# for PLATEAU_STEPS (default 5000; its schedule stretched to match) on the captures with SfM points, to
 # find its plateau, and the summary of each start against it. Two lanes (one per core); resumable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/real_captures.sh CAPTURES_DIR [heldout|train]}")
 SPLIT=${2:-heldout}
 OUT=results/real-$SPLIT
-PLATEAU_STEPS=${PLATEAU_STEPS:-7000}
+PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 mkdir -p "$OUT"
 grep "^$SPLIT " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/scenes.txt"
 INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")

@@ -227,6 +227,14 @@ def test_corrupt_or_missing_image_is_named(small_scene, tmp_path):
         setup_pipeline(scene)
 
 
+def test_a_model_option_refinement_does_not_honour_is_refused(small_scene):
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = small_scene
+    config.pipeline.model.rasterize_mode = "antialiased"
+    with pytest.raises(ValueError, match="rasterize-mode antialiased is not supported by ForeSplat"):
+        config.pipeline.setup(device="cpu", test_mode="val")
+
+
 def test_corrupt_held_out_image_is_named_before_training(small_scene, tmp_path):
     """The held-out images are read at the first evaluation (step 100), after the first save: checked at set-up."""
     scene = tmp_path / "broken-eval"

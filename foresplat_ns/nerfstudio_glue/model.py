@@ -66,6 +66,13 @@ class ForeSplatModel(SplatfactoModel):
         super().__init__(*args, **kwargs)
 
     def populate_modules(self):
+        if self.config.rasterize_mode != "classic":
+            # Refused rather than ignored: the CPU rasteriser, MetaGrad's inner loop and the benchmark render
+            # classic splats, and ns-train foresplat refines exactly as they do.
+            raise ValueError(
+                f"--pipeline.model.rasterize-mode {self.config.rasterize_mode} is not supported by ForeSplat: it refines with "
+                "classic rasterisation on every device (leave the flag out)"
+            )
         gaussians = self.seed_gaussians if self.seed_gaussians is not None else self._placeholder_gaussians()
         gaussians = self._with_sh_degree(gaussians, self.config.sh_degree)
         self.gauss_params = torch.nn.ParameterDict({name: Parameter(t.detach().clone().float()) for name, t in gaussians.items()})
