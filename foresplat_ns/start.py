@@ -22,7 +22,6 @@ from foresplat_ns.data import SceneViews, evenly_spaced
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.refine import RefineConfig, background_for_step, composite_over, photometric_loss, render_view
 
-StartName = Literal["prediction", "splatfacto", "union"]
 START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
 RULES: Tuple[str, ...] = ("auto", "sfm-else-prediction")
 """Starts chosen per scene among START_NAMES."""
@@ -52,9 +51,11 @@ class StartConfig:
     sfm_opacity: float = 0.1
     """Initial opacity of splatfacto's start (splatfacto's own value)."""
     num_random: int = 50_000
-    """Gaussians of splatfacto's random start, used where the capture has no SfM points (splatfacto's)."""
+    """Gaussians of splatfacto's random start, used where the capture has no SfM points (splatfacto's;
+    ns-train foresplat takes splatfacto's own --pipeline.model.num-random)."""
     random_scale: float = 10.0
-    """Side of the cube splatfacto's random start fills (splatfacto's)."""
+    """Side of the cube splatfacto's random start fills (splatfacto's; ns-train foresplat takes
+    --pipeline.model.random-scale)."""
     seed: int = 0
 
 

@@ -8,6 +8,7 @@ nerfstudio's optimisers, schedulers and densification.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from foresplat_ns.backbones import PretrainedSettings, resolve_backbone
 from foresplat_ns.data import check_image_files, scene_views_from_datamanager, setup_full_image_datamanager
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import RefineConfig
-from foresplat_ns.start import StartConfig, initial_gaussians
+from foresplat_ns.start import StartConfig, initial_gaussians, resolve_rule
 
 
 @dataclass
@@ -79,20 +80,21 @@ class ForeSplatPipeline(VanillaPipeline):
     @torch.no_grad()
     def predict_initial_gaussians(self) -> Gaussians:
         scene = scene_views_from_datamanager(self.datamanager)
+        model = self.config.model
+        # splatfacto's own flags set its random start, as they would in ns-train splatfacto
+        start = dataclasses.replace(self.config.start, num_random=model.num_random, random_scale=model.random_scale)
         # The held-out images are read at the first evaluation, long after the first save: checked now.
         held_out = self.datamanager.eval_dataset._dataparser_outputs.image_filenames
         if held_out:
             check_image_files(held_out)
-        start = self.config.start
         backbone = None
-        if start.start != "splatfacto":
+        if resolve_rule(start.start, scene) != "splatfacto":
             backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint, self.config.pretrained)
             CONSOLE.log(
                 f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
                 f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
-        model = self.config.model
         refine = RefineConfig(ssim_lambda=model.ssim_lambda, sh_degree=model.sh_degree, background_color=model.background_color)
         chosen = initial_gaussians(scene, backbone, start, refine)
         if chosen.probe_losses:
