@@ -1,0 +1,74 @@
+"""`Refiner` (the benchmark's and MetaGrad's refinement) is `ns-train foresplat`'s refinement: the same
+seeded steps through the nerfstudio model, its optimisers, schedulers and callbacks give the same
+Gaussians, densification included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.engine.optimizers import Optimizers
+
+from foresplat_ns.data import scene_views_from_datamanager
+from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine import RefineConfig, Refiner
+from foresplat_ns.start import StartConfig
+
+STEPS = 36
+# Densify every 10 steps from step 5 on, everything splits: a short run that grows, splits and prunes.
+SCHEDULE = dict(warmup_length=5, refine_every=10, reset_alpha_every=1000, densify_grad_thresh=1e-7, background_color="black")
+
+
+@pytest.mark.slow
+def test_refiner_steps_equal_ns_train_foresplat_steps(small_scene):
+    from test_nerfstudio import method_config
+
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = small_scene
+    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=True)
+    config.pipeline.backbone = "pointcloud"  # exact generated depth: a deterministic start
+    config.pipeline.start = StartConfig(start="prediction", num_context_views=2)
+    for name, value in SCHEDULE.items():
+        setattr(config.pipeline.model, name, value)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val")
+    model = pipeline.model
+    start = Gaussians(**{name: p.detach().clone() for name, p in model.gauss_params.items()})
+
+    # ns-train foresplat: nerfstudio's optimisers and schedulers, the model's callbacks, one view per step
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    callbacks = model.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
+    cached = pipeline.datamanager.cached_train
+    cameras = pipeline.datamanager.train_dataset.cameras
+    torch.manual_seed(0)
+    for step in range(STEPS):
+        index = step % len(cached)
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        optimizers.zero_grad_all()
+        camera = cameras[index : index + 1]
+        outputs = model.get_outputs(camera)
+        batch = {"image": cached[index]["image"].float() / 255.0}
+        sum(model.get_loss_dict(outputs, batch).values()).backward()
+        optimizers.optimizer_step_all()
+        optimizers.scheduler_step_all(step)
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+
+    # Refiner, from the same start, on the same views in the same order
+    refine = dataclasses.replace(RefineConfig(), **SCHEDULE)
+    views = scene_views_from_datamanager(pipeline.datamanager).views()
+    refiner = Refiner(start, refine, len(views), densify=True)
+    torch.manual_seed(0)
+    for step in range(STEPS):
+        refiner.train_step(views[step % len(views)])
+
+    grown = refiner.gaussians.num_gaussians
+    assert grown != start.num_gaussians, "densification must have changed the set for this test to mean anything"
+    assert model.num_points == grown
+    for name, value in refiner.gaussians.items():
+        torch.testing.assert_close(model.gauss_params[name].detach(), value.detach(), atol=1e-5, rtol=1e-4, msg=name)
