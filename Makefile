@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.foresplat-installed
 
-.PHONY: venv system-deps demo test lint bench-raster clean
+.PHONY: venv system-deps demo test test-fast lint bench-raster clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: venv
 	$(BIN)/ruff check foresplat_ns tests

@@ -67,6 +67,7 @@ TRUTH = Similarity(
 )
 
 
+@pytest.mark.slow
 def test_importing_foresplat_does_not_import_ffgs():
     code = "import sys, foresplat_ns, foresplat_ns.backbones; print(sorted(m for m in sys.modules if m.split('.')[0] in ('ffgs', 'pi3')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -76,6 +76,7 @@ def test_the_checkpoint_is_what_both_ns_train_methods_take(corpus, tmp_path):
         BackboneModelConfig(init_checkpoint=path).setup(scene_box=None, num_train_data=0, device="cpu")
 
 
+@pytest.mark.slow
 def test_the_console_script_rejects_bad_settings_with_a_message(corpus, tmp_path):
     proc = subprocess.run(
         [console_script("foresplat-distill"), "--data", str(corpus / "scenes"), "--output", str(tmp_path), "--steps", "0"],

@@ -56,6 +56,7 @@ def test_scenes_with_too_few_views_are_skipped_and_named(small_corpus, tmp_path)
     assert "fewer than the 50 context views" in output and "no usable scene" in output
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_one_backbone(small_corpus, tmp_path):
     """nerfstudio's own launcher, gloo on CPU: two ranks train from a given start, rank 0 saves."""
     start = CompactBackboneConfig(width=8, num_depth_planes=8).setup()
@@ -74,6 +75,7 @@ def test_two_cpu_processes_train_one_backbone(small_corpus, tmp_path):
     assert changed, "two-process training left the backbone unchanged"
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_save(small_corpus, tmp_path):
     """SIGKILL mid-training; --load-dir continues from the newest complete checkpoint, none is truncated."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -107,6 +109,7 @@ def test_killed_run_resumes_from_its_last_save(small_corpus, tmp_path):
     assert extra["step"] == last + 4
 
 
+@pytest.mark.slow
 def test_meta_checkpoint_initialises_ns_train_foresplat(small_corpus, small_scene, tmp_path):
     run_cli("ns-train", *meta_args(small_corpus, tmp_path, "meta", 2))
     backbone = run_dir(tmp_path, "meta") / "backbone.pt"
@@ -117,6 +120,7 @@ def test_meta_checkpoint_initialises_ns_train_foresplat(small_corpus, small_scen
     assert list(tmp_path.glob("**/init/nerfstudio_models/step-*.ckpt"))
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_config_is_refused(small_corpus, tmp_path):
     run_cli("ns-train", *meta_args(small_corpus, tmp_path, "narrow", 2))
     proc = ns_train(*meta_args(small_corpus, tmp_path, "wide", 2, "--pipeline.model.compact.width", 16,

@@ -77,6 +77,7 @@ def trained_run(small_scene, tmp_path_factory) -> Path:
     return config
 
 
+@pytest.mark.slow
 def test_training_logs_to_tensorboard_and_saves(trained_run):
     run_dir = trained_run.parent
     assert list(run_dir.glob("events.out.tfevents.*")), "tensorboard event file missing"
@@ -85,6 +86,7 @@ def test_training_logs_to_tensorboard_and_saves(trained_run):
     assert not list(run_dir.glob(".*staging/*.tmp")), "no partial checkpoint may be left behind"
 
 
+@pytest.mark.slow
 def test_ns_eval_reports_psnr_and_ssim(trained_run, tmp_path):
     out = tmp_path / "eval.json"
     run_cli("ns-eval", "--load-config", trained_run, "--output-path", out)
@@ -93,6 +95,7 @@ def test_ns_eval_reports_psnr_and_ssim(trained_run, tmp_path):
     assert 10.0 < results["psnr"] < 60.0 and 0.0 < results["ssim"] <= 1.0
 
 
+@pytest.mark.slow
 def test_ns_render_interpolate_writes_frames(trained_run, tmp_path):
     out = tmp_path / "frames"
     run_cli(
@@ -104,6 +107,7 @@ def test_ns_render_interpolate_writes_frames(trained_run, tmp_path):
     assert np.asarray(Image.open(frames[0])).std() > 5, "rendered frame is blank"
 
 
+@pytest.mark.slow
 def test_ns_render_camera_path_writes_video(trained_run, tmp_path):
     c2w = np.eye(4)
     c2w[:3, 3] = [0.0, 0.0, 0.9]  # inside the normalised scene box, looking down -z at the objects
@@ -122,6 +126,7 @@ def test_ns_render_camera_path_writes_video(trained_run, tmp_path):
     assert out.is_file() and out.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_ns_export_gaussian_splat_holds_the_trained_gaussians(trained_run, tmp_path):
     from plyfile import PlyData
 
@@ -134,6 +139,7 @@ def test_ns_export_gaussian_splat_holds_the_trained_gaussians(trained_run, tmp_p
     assert {"x", "y", "z", "opacity", "scale_0", "rot_0", "f_dc_0"} <= set(names)
 
 
+@pytest.mark.slow
 def test_ns_viewer_starts_answers_and_stops(trained_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,6 +190,7 @@ def test_viewer_renders_a_view_on_cpu(trained_run):
 
 
 # -- dataparsers -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path):
     scene = tmp_path / "colmap_scene"
     shutil.copytree(small_scene, scene)

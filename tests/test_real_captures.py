@@ -75,6 +75,7 @@ def test_llff_capture_reads_as_the_same_cameras_and_points(small_scene, llff_sce
     torch.testing.assert_close(llff.points[1], reference.points[1])
 
 
+@pytest.mark.slow
 def test_llff_data_is_a_registered_dataparser_for_ns_train(llff_scene, tmp_path):
     run_cli(
         "ns-train", "foresplat", "--data", llff_scene, "--output-dir", tmp_path, "--timestamp", "l",
@@ -124,6 +125,7 @@ def test_transforms_frames_without_images_are_named(small_scene, tmp_path):
         load_scene(scene)
 
 
+@pytest.mark.slow
 def test_mixed_portrait_and_landscape_views_train_and_the_context_shares_one_size(small_scene, tmp_path):
     """One camera per image, sizes differing (a COLMAP capture of portrait and landscape photos)."""
     scene = tmp_path / "mixed"

@@ -375,6 +375,7 @@ def test_cli_writes_a_corpus_end_to_end(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--num-eval-views" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_writes_a_scene(tmp_path):
     script = Path(sys.executable).with_name("foresplat-synth")
     command = [str(script), "--output", str(tmp_path), "--resolution", "16", "--num-views", "2", "--num-eval-views=1"]
