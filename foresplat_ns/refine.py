@@ -43,16 +43,23 @@ class RefineConfig:
     """Hyper-parameters of test-time refinement. Field names shared with splatfacto's model config are
     spelled as splatfacto spells them, so the nerfstudio method config is derived from this one."""
 
-    # Adam learning rates per Gaussian field (splatfacto's), eps as splatfacto: per-Gaussian
-    # gradients of a mean loss are tiny, and a larger eps would damp the updates.
     lr_means: float = 1.6e-4
+    """Adam learning rate of the means at the start (splatfacto's), decayed to lr_means_final."""
     lr_means_final: float = 1.6e-6
+    """Adam learning rate of the means at max_steps."""
     lr_scales: float = 0.005
+    """Adam learning rate of the log-scales (splatfacto's)."""
     lr_quats: float = 0.001
+    """Adam learning rate of the quaternions (splatfacto's)."""
     lr_opacities: float = 0.05
+    """Adam learning rate of the opacity logits (splatfacto's)."""
     lr_features_dc: float = 0.0025
+    """Adam learning rate of SH band 0 (splatfacto's)."""
     lr_features_rest: float = 0.0025 / 20
+    """Adam learning rate of the higher SH bands (splatfacto's)."""
     adam_eps: float = 1e-15
+    """Adam's eps, as splatfacto: per-Gaussian gradients of a mean loss are tiny, and a larger eps would
+    damp the updates."""
     max_steps: int = 2000
     """Length of a refinement: the means learning rate decays over it and densification is timed by it."""
 
