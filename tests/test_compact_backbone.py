@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from foresplat_ns.backbones import ContextViews, load_backbone, save_checkpoint
 from foresplat_ns.backbones.base import backbone_config_class
-from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig, focus_distances
-from foresplat_ns.cameras import opengl_to_opencv
+from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig
+from foresplat_ns.cameras import focus_distances, opengl_to_opencv
 from foresplat_ns.gaussians import Gaussians, rgb_to_sh
 from foresplat_ns.render.sh import sh_bases
 

@@ -24,8 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from foresplat_ns.backbones.base import Backbone, ContextViews
-from foresplat_ns.backbones.compact import matrix_to_quaternion, quaternion_multiply
-from foresplat_ns.cameras import opengl_to_opencv
+from foresplat_ns.cameras import matrix_to_quaternion, opengl_to_opencv, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.render.sh import sh_bases
 

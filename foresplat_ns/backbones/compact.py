@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews, register_backbone
-from foresplat_ns.cameras import opengl_to_opencv, unproject_depth
+from foresplat_ns.cameras import focus_distances, matrix_to_quaternion, opengl_to_opencv, quaternion_multiply, unproject_depth
 from foresplat_ns.gaussians import Gaussians, num_sh_bases, rgb_to_sh
 
 SOURCE = "compact backbone"
@@ -103,76 +103,6 @@ class CompactBackboneConfig(BackboneConfig):
 
     def setup(self) -> "CompactBackbone":
         return CompactBackbone(self)
-
-
-# -- geometry helpers ------------------------------------------------------------------------------
-def matrix_to_quaternion(rot: Tensor) -> Tensor:
-    """Unit quaternions [...,4] (wxyz, w >= 0 not enforced) of rotation matrices [...,3,3] (Shepperd's method)."""
-    m = rot
-    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    t = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    candidates = torch.stack(
-        [
-            torch.stack([t[..., 0], m21 - m12, m02 - m20, m10 - m01], -1),
-            torch.stack([m21 - m12, t[..., 1], m10 + m01, m02 + m20], -1),
-            torch.stack([m02 - m20, m10 + m01, t[..., 2], m21 + m12], -1),
-            torch.stack([m10 - m01, m02 + m20, m21 + m12, t[..., 3]], -1),
-        ],
-        -2,
-    )  # [...,4,4]: row k is 4 q_k q
-    best = t.argmax(-1)[..., None, None].expand(*t.shape[:-1], 1, 4)
-    q = candidates.gather(-2, best).squeeze(-2)
-    return q / q.norm(dim=-1, keepdim=True)
-
-
-def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
-    """Hamilton product a*b of wxyz quaternions: R(a*b) = R(a) R(b)."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        -1,
-    )
-
-
-def focus_distances(camtoworlds: Tensor, parallel_axes_focus: float = 20.0) -> Tensor:
-    """Per view [B,V], the distance along its optical axis to the point closest to all views' axes.
-
-    The least-squares point is regularised (weakly) towards `parallel_axes_focus` times the camera
-    centres' RMS spread ahead of them, which decides it where the axes are near parallel. Without a
-    spread (one view, or a common centre) the world origin is that point. Equivariant to rigid motions
-    and scaling of the cameras (the fallback: to rotations about and scaling from the origin).
-    """
-    c2w = camtoworlds
-    centres = c2w[..., :3, 3]  # [B,V,3]
-    axes = -c2w[..., :3, 2]  # OpenGL cameras look down -z
-    axes = axes / axes.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    num_views = centres.shape[-2]
-    mean_centre = centres.mean(-2)  # [B,3]
-    spread = (centres - mean_centre[..., None, :]).square().sum(-1).mean(-1).sqrt()  # [B]
-    eye = torch.eye(3, dtype=c2w.dtype, device=c2w.device)
-    proj = eye - axes[..., :, None] * axes[..., None, :]  # [B,V,3,3]
-    anchor = mean_centre + parallel_axes_focus * spread[..., None] * axes.mean(-2)
-    reg = 1e-4 * num_views
-    lhs = proj.sum(-3) + reg * eye
-    rhs = (proj @ centres[..., None]).squeeze(-1).sum(-2) + reg * anchor
-    point = torch.linalg.solve(lhs, rhs[..., None]).squeeze(-1)  # [B,3]
-    scale_of_frame = centres.norm(dim=-1).amax(-1)
-    degenerate = spread <= 1e-6 * scale_of_frame.clamp_min(1e-30)
-    point = torch.where(degenerate[..., None], torch.zeros_like(point), point)
-    offset = point[..., None, :] - centres  # [B,V,3]
-    along = (offset * axes).sum(-1)
-    distance = offset.norm(dim=-1)
-    focus = torch.maximum(along, 0.5 * distance)
-    # A camera at the point itself (only possible in the fallback): unit distance, nothing better is known.
-    return torch.where(focus > 1e-12, focus, torch.ones_like(focus))
 
 
 def _scaled_intrinsics(intrinsics: Tensor, factor: float) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
 from foresplat_ns.backbones.base import BackboneConfig, ContextViews, register_backbone
-from foresplat_ns.backbones.compact import matrix_to_quaternion, quaternion_multiply
+from foresplat_ns.cameras import matrix_to_quaternion, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians
 
 SOURCE = "pi3x backbone"

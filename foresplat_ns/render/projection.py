@@ -13,16 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-
-def quat_to_rotation(quats: Tensor) -> Tensor:
-    """Rotation matrices [..., 3, 3] from (w, x, y, z) quaternions [..., 4], normalised here."""
-    w, x, y, z = torch.nn.functional.normalize(quats, p=2, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
+from foresplat_ns.cameras import quat_to_rotation
 
 
 def covariance_factor(quats: Tensor, scales: Tensor) -> Tensor:
