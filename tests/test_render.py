@@ -10,10 +10,10 @@ from typing import Optional
 import pytest
 import torch
 
-import foresplat_ns.render.pipeline as pipeline
+import foresplat_ns.render.rasterize as rasterize_module
 from foresplat_ns.render import rasterization
-from foresplat_ns.render.pipeline import rasterize_on_cpu
 from foresplat_ns.render.projection import project_gaussians
+from foresplat_ns.render.rasterize import rasterize_on_cpu
 from foresplat_ns.render.reference import reference_composite
 
 WIDTH, HEIGHT = 37, 29  # not multiples of the tile size: partial tiles at the right and bottom
@@ -150,9 +150,9 @@ def test_tiles_match_brute_force_reference(render_mode, rasterize_mode, with_bac
 def test_chunking_segmenting_and_block_size_do_not_change_results(monkeypatch, tile_size, block_size, chunk_elements, segment_length):
     """Many small chunks and short depth segments (T carried across segments, early stops, padding),
     and other tile sizes (a block size that does not divide the tile size falls back to the tile)."""
-    monkeypatch.setattr(pipeline, "BLOCK_SIZE", block_size)
-    monkeypatch.setattr(pipeline, "CHUNK_ELEMENTS", chunk_elements)
-    monkeypatch.setattr(pipeline, "SEGMENT_LENGTH", segment_length)
+    monkeypatch.setattr(rasterize_module, "BLOCK_SIZE", block_size)
+    monkeypatch.setattr(rasterize_module, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(rasterize_module, "SEGMENT_LENGTH", segment_length)
     assert_matches_reference(make_scene(seed=2), render_mode="RGB+D", absgrad=True, tile_size=tile_size)
 
 

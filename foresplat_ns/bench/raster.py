@@ -103,7 +103,7 @@ def _peak_mib(was_reset: bool) -> float:
 
 
 def _render(scene: Dict[str, torch.Tensor], size: int, height: int, dense: bool, absgrad: bool, backward: bool):
-    from foresplat_ns.render.pipeline import rasterize_on_cpu
+    from foresplat_ns.render.rasterize import rasterize_on_cpu
 
     inputs = {name: scene[name].detach().requires_grad_(name not in ("viewmats", "Ks")) for name in scene}
     image, alpha, info = rasterize_on_cpu(

@@ -1,5 +1,5 @@
 """Gaussian rasterisation: gsplat on CUDA, our own differentiable tile rasteriser on CPU (same API)."""
 
-from .pipeline import rasterization
+from .rasterize import rasterization
 
 __all__ = ["rasterization"]
