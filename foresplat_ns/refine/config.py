@@ -1,0 +1,86 @@
+"""`RefineConfig`: the hyper-parameters of test-time refinement, spelled as splatfacto spells them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Dict, Literal
+
+from foresplat_ns.gaussians import Gaussians
+
+
+@dataclass
+class RefineConfig:
+    """Hyper-parameters of test-time refinement. Field names shared with splatfacto's model config are
+    spelled as splatfacto spells them, so the nerfstudio method config is derived from this one."""
+
+    lr_means: float = 1.6e-4
+    """Adam learning rate of the means at the start (splatfacto's), decayed to lr_means_final."""
+    lr_means_final: float = 1.6e-6
+    """Adam learning rate of the means at max_steps."""
+    lr_scales: float = 0.005
+    """Adam learning rate of the log-scales (splatfacto's)."""
+    lr_quats: float = 0.001
+    """Adam learning rate of the quaternions (splatfacto's)."""
+    lr_opacities: float = 0.05
+    """Adam learning rate of the opacity logits (splatfacto's)."""
+    lr_features_dc: float = 0.0025
+    """Adam learning rate of SH band 0 (splatfacto's)."""
+    lr_features_rest: float = 0.0025 / 20
+    """Adam learning rate of the higher SH bands (splatfacto's)."""
+    adam_eps: float = 1e-15
+    """Adam's eps, as splatfacto: per-Gaussian gradients of a mean loss are tiny, and a larger eps would
+    damp the updates."""
+    max_steps: int = 2000
+    """Length of a refinement: the means learning rate decays over it and densification is timed by it."""
+
+    # Shared with SplatfactoModelConfig (same names).
+    ssim_lambda: float = 0.2
+    sh_degree: int = 3
+    sh_degree_interval: int = 500
+    background_color: Literal["random", "black", "white"] = "random"
+    num_downscales: int = 0
+    warmup_length: int = 200
+    refine_every: int = 100
+    reset_alpha_every: int = 30
+    stop_split_at: int = 1500
+    stop_screen_size_at: int = 2000
+    densify_grad_thresh: float = 0.0008
+    densify_size_thresh: float = 0.01
+    cull_alpha_thresh: float = 0.1
+    cull_scale_thresh: float = 0.5
+    cull_screen_size: float = 0.15
+    split_screen_size: float = 0.05
+    use_absgrad: bool = True
+
+    def learning_rates(self) -> Dict[str, float]:
+        return {name: getattr(self, f"lr_{name}") for name in Gaussians.field_names()}
+
+    def means_lr(self, step: int) -> float:
+        """Exponential decay from lr_means to lr_means_final over max_steps (nerfstudio's schedule)."""
+        t = min(max(step / max(self.max_steps, 1), 0.0), 1.0)
+        return math.exp(math.log(self.lr_means) * (1 - t) + math.log(self.lr_means_final) * t)
+
+    def active_sh_degree(self, step: int) -> int:
+        return min(step // self.sh_degree_interval, self.sh_degree)
+
+    def splatfacto_fields(self) -> Dict[str, object]:
+        """The values of the fields this config shares with SplatfactoModelConfig."""
+        own = {f.name for f in fields(RefineConfig)}
+        return {name: getattr(self, name) for name in own if not name.startswith("lr_") and name not in _REFINE_ONLY}
+
+    def nerfstudio_optimizers(self) -> Dict[str, dict]:
+        """TrainerConfig.optimizers for the Gaussian fields, equal to what `make_optimizers` builds."""
+        from nerfstudio.engine.optimizers import AdamOptimizerConfig
+        from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+        groups = {}
+        for name, lr in self.learning_rates().items():
+            scheduler = None
+            if name == "means":
+                scheduler = ExponentialDecaySchedulerConfig(lr_final=self.lr_means_final, max_steps=self.max_steps)
+            groups[name] = {"optimizer": AdamOptimizerConfig(lr=lr, eps=self.adam_eps), "scheduler": scheduler}
+        return groups
+
+
+_REFINE_ONLY = {"adam_eps", "max_steps"}

@@ -1,0 +1,104 @@
+"""`Refiner`: Adam refinement of one set of Gaussians, step by step, exactly as test time runs it."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from pytorch_msssim import ssim
+from torch import Tensor
+
+from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine.config import RefineConfig
+from foresplat_ns.refine.loss import photometric_loss, psnr
+from foresplat_ns.refine.render import View, background_for_step, composite_over, render_view
+from foresplat_ns.refine.strategy import make_strategy
+
+
+class Refiner:
+    """Adam refinement of one set of Gaussians, step by step, exactly as test time runs it.
+
+    It owns leaf parameters initialised from `gaussians` (detached copies), one Adam per field as
+    nerfstudio builds them, the means schedule, and, when `densify` is set, gsplat's DefaultStrategy
+    with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
+    plain gradient of each state before the step moves it.
+    """
+
+    def __init__(
+        self,
+        gaussians: Gaussians,
+        config: RefineConfig,
+        num_train_views: int,
+        densify: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ):
+        self.config = config
+        self.generator = generator
+        self.params = torch.nn.ParameterDict({name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.items()})
+        self.optimizers = {
+            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps) for name, lr in config.learning_rates().items()
+        }
+        self.strategy = make_strategy(config, num_train_views) if densify else None
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0) if self.strategy else None
+        self.step = 0
+        self._info: Optional[dict] = None
+
+    @property
+    def gaussians(self) -> Gaussians:
+        return Gaussians(**dict(self.params.items()))
+
+    def loss_and_grad(self, view: View) -> Tensor:
+        """Render `view` at the current state, backpropagate the loss into the parameters' .grad."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        background = background_for_step(self.config, True, self.generator, view.image.device, view.image.dtype)
+        pred, info = render_view(self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad)
+        if self.strategy is not None:
+            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, info)
+        loss = photometric_loss(pred, composite_over(view.image, background), self.config.ssim_lambda)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"refinement loss became {loss.item()} at step {self.step}")
+        loss.backward()
+        self._info = info
+        return loss.detach()
+
+    def apply(self) -> None:
+        """Take the Adam step (and densification) for the gradients left by `loss_and_grad`."""
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = self.config.means_lr(self.step)
+        for opt in self.optimizers.values():
+            opt.step()
+        for name, p in self.params.items():
+            if not torch.isfinite(p).all():
+                raise FloatingPointError(f"refinement diverged: '{name}' became non-finite at step {self.step}")
+        if self.params["scales"].max() > 80:
+            # exp(log-scale) overflows float32 beyond ~88: divergence, caught before the renderer refuses it
+            raise FloatingPointError(
+                f"refinement diverged: log-scales reached {self.params['scales'].max().item():.3g} at step {self.step}"
+            )
+        if self.strategy is not None:
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False)
+        self.step += 1
+
+    def train_step(self, view: View) -> Tensor:
+        loss = self.loss_and_grad(view)
+        self.apply()
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, views, lpips=None) -> Dict[str, float]:
+        """Mean PSNR and SSIM (and LPIPS, given the metric) over `views` with the evaluation background."""
+        totals: Dict[str, float] = {"psnr": 0.0, "ssim": 0.0}
+        if lpips is not None:
+            totals["lpips"] = 0.0
+        gaussians = self.gaussians
+        for view in views:
+            background = background_for_step(self.config, False, None, view.image.device, view.image.dtype)
+            pred, _ = render_view(gaussians, view, self.config.active_sh_degree(self.step), background)
+            target = composite_over(view.image, background)
+            pred_nchw, target_nchw = pred.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None]
+            totals["psnr"] += float(psnr(pred, target))
+            totals["ssim"] += float(ssim(target_nchw, pred_nchw, data_range=1.0))
+            if lpips is not None:
+                totals["lpips"] += float(lpips(target_nchw.clamp(0, 1), pred_nchw.clamp(0, 1)))
+        return {key: value / len(views) for key, value in totals.items()}
