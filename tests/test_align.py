@@ -12,13 +12,12 @@ from torch import nn
 from foresplat_ns.backbones.align import (
     Similarity,
     align_to_dataset,
-    find_weights,
     fit_similarity,
-    load_weights,
     sh_rotation_matrix,
     stack_capped,
     transform_gaussians,
 )
+from foresplat_ns.backbones.weights import find_weights, load_weights
 from foresplat_ns.cameras import intrinsics_matrix, viewmats_from_camtoworlds
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import render_gaussians

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 from tyro.conf import Suppress
 
-from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
+from foresplat_ns.backbones.align import AlignedBackbone
 from foresplat_ns.backbones.base import BackboneConfig, ContextViews, register_backbone
+from foresplat_ns.backbones.weights import find_weights, load_weights
 from foresplat_ns.gaussians import Gaussians, num_sh_bases, sh_to_rgb
 
 SOURCE = "anysplat backbone"

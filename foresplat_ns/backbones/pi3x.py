@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foresplat_ns.backbones.align import AlignedBackbone, find_weights, load_weights
+from foresplat_ns.backbones.align import AlignedBackbone
 from foresplat_ns.backbones.base import BackboneConfig, ContextViews, register_backbone
+from foresplat_ns.backbones.weights import find_weights, load_weights
 from foresplat_ns.cameras import matrix_to_quaternion, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians
 
