@@ -78,6 +78,26 @@ class MetaPipeline(VanillaPipeline):
     def backbone(self):
         return self.model.backbone
 
+    def _generators(self) -> Dict[str, torch.Generator]:
+        """The random streams a resumed run must continue (scene and view draws, inner-loop views); with
+        several processes each has its own, re-seeded on resume."""
+        return {} if self.world_size > 1 else {"rng.pipeline": self.generator, "rng.datamanager": self.datamanager.generator}
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        if not args and not kwargs:  # the checkpoint's top-level call, not nn.Module's recursion
+            state.update({key: generator.get_state() for key, generator in self._generators().items()})
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        state = dict(state_dict)
+        for key, generator in self._generators().items():
+            if key in state:
+                generator.set_state(state.pop(key))
+        for key in ("rng.pipeline", "rng.datamanager"):
+            state.pop(key, None)
+        return super().load_state_dict(state, strict=strict, **kwargs)
+
     def get_train_loss_dict(self, step: int):
         batch: MetaBatch = self.datamanager.next_train(step)
         try:
