@@ -234,6 +234,17 @@ def test_corrupt_or_missing_image_is_named(small_scene, tmp_path):
         setup_pipeline(scene)
 
 
+def test_a_backbone_trained_for_another_refinement_is_warned_about(small_scene):
+    from foresplat_ns.start import StartConfig
+
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = small_scene
+    config.pipeline.start = StartConfig(start="prediction", num_context_views=2)
+    config.pipeline.model.ssim_lambda = 0.3  # the shipped checkpoint was trained for splatfacto's 0.2
+    with pytest.warns(UserWarning, match=r"trained for another refinement: ssim_lambda: trained for 0\.2, refining with 0\.3"):
+        config.pipeline.setup(device="cpu", test_mode="val")
+
+
 def test_a_model_option_refinement_does_not_honour_is_refused(small_scene):
     config = method_config("foresplat")
     config.pipeline.datamanager.data = small_scene

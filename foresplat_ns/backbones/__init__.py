@@ -87,7 +87,8 @@ def resolve_backbone(name: str, checkpoint: Optional[Path] = None, pretrained: O
                 f"no weights for the '{name}' backbone: none shipped at {checkpoint}. Pass "
                 "--pipeline.backbone-checkpoint PATH (train one with `ns-train foresplat-meta`)"
             )
-    loaded, _ = load_backbone(checkpoint, expected=None)
+    loaded, extra = load_backbone(checkpoint, expected=None)
+    loaded.training_record = extra  # e.g. the refinement settings MetaGrad trained it for
     if loaded.config.name != name:
         raise ValueError(f"{checkpoint} holds a '{loaded.config.name}' backbone, but --pipeline.backbone is '{name}'")
     return loaded

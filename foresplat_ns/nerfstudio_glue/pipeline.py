@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Type
@@ -95,10 +96,28 @@ class ForeSplatPipeline(VanillaPipeline):
                 f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
-        refine = RefineConfig(ssim_lambda=model.ssim_lambda, sh_degree=model.sh_degree, background_color=model.background_color)
+        refine = RefineConfig(**{name: getattr(model, name) for name in RefineConfig().splatfacto_fields()})
+        if backbone is not None:
+            warn_if_trained_for_other_refinement(backbone, refine)
         chosen = initial_gaussians(scene, backbone, start, refine)
         if chosen.probe_losses:
             losses = ", ".join(f"{name} {loss:.4f}" for name, loss in chosen.probe_losses.items())
             CONSOLE.log(f"ForeSplat: zero-step loss on probe views: {losses}")
         CONSOLE.log(f"ForeSplat: starting from '{chosen.name}', {chosen.gaussians.num_gaussians} Gaussians")
         return chosen.gaussians
+
+
+def warn_if_trained_for_other_refinement(backbone, refine: RefineConfig) -> None:
+    """MetaGrad trains a backbone for one refinement; say so when this run refines differently."""
+    recorded = getattr(backbone, "training_record", {}).get("refine")
+    if not recorded:
+        return
+    ours = refine.splatfacto_fields()
+    differing = [
+        f"{name}: trained for {recorded[name]!r}, refining with {value!r}"
+        for name, value in ours.items()
+        if name in recorded and recorded[name] != value
+    ]
+    if differing:
+        CONSOLE.log(f"[yellow]ForeSplat: the backbone was trained for another refinement ({'; '.join(differing)})")
+        warnings.warn(f"the backbone was trained for another refinement: {'; '.join(differing)}", stacklevel=2)
