@@ -182,9 +182,9 @@ def run_pair(
             record["num_gaussians"].append(refiner.gaussians.num_gaussians)
         if step == config.max_steps:
             break
-        start = time.perf_counter()
+        tick = time.perf_counter()
         refiner.train_step(supervision[int(torch.randint(len(supervision), (1,), generator=generator))])
-        elapsed += time.perf_counter() - start
+        elapsed += time.perf_counter() - tick
     return record
 
 
