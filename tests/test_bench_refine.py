@@ -26,7 +26,7 @@ def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
     assert len(runs) == 4 and all(r["steps"] == [0, 1, 2, 5] for r in runs.values())
     assert all(np.isfinite(r["psnr"]).all() for r in runs.values())
     assert "| pointcloud |" in (tmp_path / "summary.md").read_text()
-    for name in ("psnr_vs_steps.png", "psnr_vs_seconds.png"):
+    for name in ("psnr_vs_steps.png", "psnr_vs_seconds.png", "psnr_vs_steps_per_scene.png"):
         assert matplotlib.image.imread(tmp_path / name).shape[0] > 100
     assert set(summary["mean_psnr"]) == {"random", "pointcloud"}
     # a second call with the same settings refines nothing again: a stale record would be kept as is

@@ -420,3 +420,24 @@ def plot(runs: Dict, labels: List[str], scene_names: List[str], output: Path) ->
         fig.tight_layout()
         fig.savefig(output / name)
         plt.close(fig)
+
+    # One panel per scene: means over scenes hide where an init wins and where it loses.
+    columns = min(len(scene_names), 4)
+    rows = -(-len(scene_names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), dpi=120, squeeze=False)
+    for ax, scene in zip(axes.flat, scene_names):
+        for label, colour in zip(labels, itertools.cycle(colours)):
+            record = runs.get(f"{scene}|{label}")
+            if record is not None:
+                ax.plot([max(x, 0.5) for x in record["steps"]], record["psnr"], marker="o", markersize=2, label=label, color=colour)
+        ax.set_xscale("log")
+        ax.set_title(scene, fontsize="small")
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(scene_names) :]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("held-out PSNR (dB)")
+    axes.flat[0].legend(fontsize="x-small")
+    fig.supxlabel("refinement steps (0 plotted at 0.5)", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(output / "psnr_vs_steps_per_scene.png")
+    plt.close(fig)
