@@ -244,10 +244,14 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     )
 
 
+def downscale_factors(root: Path) -> List[int]:
+    """The N of every images_N folder under `root` (the downscaled copies LLFF and nerfstudio read), ascending."""
+    return sorted(int(p.name[7:]) for p in Path(root).glob("images_*") if p.is_dir() and p.name[7:].isdigit())
+
+
 def _downscaled_folder(root: Path, names: Sequence[str]) -> Optional[int]:
     """The smallest N for which root/images_N holds every file name of `names` (None: no such folder)."""
-    factors = sorted(int(p.name[7:]) for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit())
-    return next((n for n in factors if all((root / f"images_{n}" / name).is_file() for name in names)), None)
+    return next((n for n in downscale_factors(root) if all((root / f"images_{n}" / name).is_file() for name in names)), None)
 
 
 def scene_dataparser(path: Path):

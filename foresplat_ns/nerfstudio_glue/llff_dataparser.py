@@ -30,6 +30,7 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from PIL import Image
 
 from foresplat_ns.cameras import as_homogeneous
+from foresplat_ns.data import downscale_factors
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -122,10 +123,10 @@ class LLFFDataParser(DataParser):
             return folder
         if (root / "images").is_dir():
             return root / "images"
-        downscaled = sorted((p for p in root.glob("images_*") if p.is_dir() and p.name[7:].isdigit()), key=lambda p: int(p.name[7:]))
-        if not downscaled:
+        factors = downscale_factors(root)
+        if not factors:
             raise ValueError(f"{root} holds poses_bounds.npy but no images, images_N folder beside it")
-        return downscaled[0]
+        return root / f"images_{factors[0]}"
 
     @staticmethod
     def _downscale(path: Path, full_h: float, full_w: float, poses_file: Path, expected: Optional[float] = None) -> float:
