@@ -82,9 +82,7 @@ class SceneViews:
                 intrinsics[i, 0] *= size[1] / w
                 intrinsics[i, 1] *= size[0] / h
             images.append(image)
-        uniform = len({tuple(image.shape) for image in images}) == 1
-        images_out = torch.stack(images) if uniform else images
-        return SceneViews(self.name, images_out, intrinsics, self.camtoworlds, self.filenames, None, self.points)
+        return SceneViews(self.name, stack_if_one_size(images), intrinsics, self.camtoworlds, self.filenames, None, self.points)
 
     def views(self, indices: Optional[Sequence[int]] = None) -> List[View]:
         """Refinement/evaluation views (rasteriser conventions) of the chosen images, all by default."""
@@ -97,6 +95,11 @@ class SceneViews:
         points = None if self.points is None else (move(self.points[0]), move(self.points[1]))
         images = [move(image) for image in self.images] if isinstance(self.images, list) else move(self.images)
         return SceneViews(self.name, images, move(self.intrinsics), move(self.camtoworlds), self.filenames, move(self.depths), points)
+
+
+def stack_if_one_size(images: List[Tensor]) -> Union[Tensor, List[Tensor]]:
+    """Views of one size as one [V,H,W,C] tensor; of several sizes, the list as it is (SceneViews.images)."""
+    return torch.stack(images) if len({tuple(image.shape) for image in images}) == 1 else images
 
 
 def evenly_spaced(count: int, total: int) -> List[int]:
@@ -131,13 +134,14 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
     transforms = data if data.suffix == ".json" else data / "transforms.json"
     if transforms.is_file():
         try:
-            frames = json.loads(transforms.read_text()).get("frames")
+            meta = json.loads(transforms.read_text())
         except ValueError as err:
             raise ValueError(f"{transforms} is not valid JSON: {err}") from err
+        frames = meta.get("frames")
         if not frames:
             raise ValueError(f"the scene has no training images: {transforms} lists no frames")
         _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
-        _check_camera_model(transforms)
+        _check_camera_model(transforms, meta.get("camera_model", "OPENCV"))
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
     except FileNotFoundError as err:
@@ -168,11 +172,10 @@ def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:
                     )
 
 
-def _check_camera_model(transforms: Path) -> None:
+def _check_camera_model(transforms: Path, model: str) -> None:
     """A camera model nerfstudio does not know is named with the ones it does (else a bare KeyError)."""
     from nerfstudio.cameras.cameras import CAMERA_MODEL_TO_TYPE
 
-    model = json.loads(transforms.read_text()).get("camera_model", "OPENCV")
     if model not in CAMERA_MODEL_TO_TYPE:
         raise ValueError(f"{transforms}: unknown camera_model {model!r}; nerfstudio reads {', '.join(sorted(CAMERA_MODEL_TO_TYPE))}")
 
@@ -214,9 +217,8 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     images = []
     for item in cached:
         image = item["image"]
-        images.append(image.float() / 255.0 if image.dtype == torch.uint8 else image.float())
-    images = [image.cpu() for image in images]
-    uniform = len({tuple(image.shape) for image in images}) == 1
+        images.append((image.float() / 255.0 if image.dtype == torch.uint8 else image.float()).cpu())
+    images = stack_if_one_size(images)
     intrinsics = cameras.get_intrinsics_matrices().float().cpu()
     camtoworlds = cameras.camera_to_worlds.float().cpu()
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(camtoworlds.shape[0], 1, 4)
@@ -224,7 +226,7 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
 
     depths = None
     depth_files = outputs.metadata.get("depth_filenames")
-    if depth_files and uniform:  # depth maps serve the pointcloud initialiser, which wants one size
+    if depth_files and isinstance(images, Tensor):  # depth maps serve the pointcloud initialiser, which wants one size
         scale = outputs.metadata.get("depth_unit_scale_factor", 1e-3) * outputs.dataparser_scale
         height, width = images[0].shape[:2]
         depths = torch.stack([get_depth_image_from_path(Path(f), height, width, scale)[..., 0] for f in depth_files])
@@ -235,7 +237,7 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
 
     return SceneViews(
         name=name or str(datamanager.config.data),
-        images=torch.stack(images) if uniform else images,
+        images=images,
         intrinsics=intrinsics,
         camtoworlds=camtoworlds,
         filenames=list(outputs.image_filenames),
