@@ -296,9 +296,9 @@ def scene_dataparser(path: Path):
     )
 
 
-def load_scene(path: Path, dataparser_config=None) -> Tuple[SceneViews, SceneViews]:
+def load_scene(path: Path, dataparser_config=None, max_image_side: Optional[int] = None) -> Tuple[SceneViews, SceneViews]:
     """A scene folder's training and held-out views, read with a copy of `dataparser_config` (None: the
-    capture's own format, `scene_dataparser`)."""
+    capture's own format, `scene_dataparser`), shrunk to `max_image_side` where given (`SceneViews.resized`)."""
     import copy
 
     from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
@@ -312,6 +312,8 @@ def load_scene(path: Path, dataparser_config=None) -> Tuple[SceneViews, SceneVie
     datamanager = setup_full_image_datamanager(config, device="cpu", test_mode="val")
     train = scene_views_from_datamanager(datamanager, name=path.name, split="train")
     held_out = scene_views_from_datamanager(datamanager, name=path.name, split="eval")
+    if max_image_side is not None:
+        train, held_out = train.resized(max_image_side), held_out.resized(max_image_side)
     return train, held_out
 
 

@@ -236,10 +236,7 @@ def main(config: RefineBenchConfig) -> Dict:
         for scene_path, label in todo:
             progress.update(task, description=f"{scene_path.name} / {label}")
             if scene_path not in loaded:
-                train, held_out = load_scene(scene_path)
-                if config.max_image_side is not None:
-                    train, held_out = train.resized(config.max_image_side), held_out.resized(config.max_image_side)
-                loaded = {scene_path: (train, held_out)}
+                loaded = {scene_path: load_scene(scene_path, max_image_side=config.max_image_side)}
             train, held_out = loaded[scene_path]
             twin = same_start_as(label, inits, train, {other for other in inits if f"{scene_path.name}|{other}" in results["runs"]})
             if twin is not None:

@@ -118,9 +118,8 @@ class MultiSceneDataManager(DataManager):
         return scenes
 
     def _load_scene(self, path: Path) -> Tuple[SceneViews, SceneViews]:
-        train, held_out = load_scene(path, self.config.dataparser if self.config.scene_format == "dataparser" else None)
-        if self.config.max_image_side is not None:
-            train, held_out = train.resized(self.config.max_image_side), held_out.resized(self.config.max_image_side)
+        dataparser = self.config.dataparser if self.config.scene_format == "dataparser" else None
+        train, held_out = load_scene(path, dataparser, self.config.max_image_side)
         if isinstance(train.images, list):
             raise ValueError("its training images differ in size; MetaGrad training takes scenes of one image size")
         if len(train) < self.config.num_context_views:
