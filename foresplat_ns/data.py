@@ -43,6 +43,10 @@ class SceneViews:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def has_sfm_points(self) -> bool:
+        return self.points is not None and self.points[0].shape[0] > 0
+
     def context_indices(self, count: int) -> List[int]:
         """`count` views spread evenly over the scene, among those of its most common image size (a
         backbone sees views of one size)."""

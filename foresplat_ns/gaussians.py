@@ -106,6 +106,16 @@ class Gaussians:
     def sh_degree(self) -> int:
         return int(math.isqrt(self.features_rest.shape[-2] + 1)) - 1
 
+    def with_sh_degree(self, sh_degree: int) -> "Gaussians":
+        """The same Gaussians with their higher SH bands padded (zeros) or cut to `sh_degree`."""
+        want = num_sh_bases(sh_degree) - 1
+        rest = self.features_rest
+        if rest.shape[-2] > want:
+            rest = rest[..., :want, :]
+        elif rest.shape[-2] < want:
+            rest = torch.cat([rest, rest.new_zeros((*rest.shape[:-2], want - rest.shape[-2], 3))], dim=-2)
+        return Gaussians(**{**self.as_dict(), "features_rest": rest})
+
     # -- what the rasteriser takes -------------------------------------------------------------
     def activated_scales(self) -> Tensor:
         return torch.exp(self.scales)

@@ -71,7 +71,7 @@ class Start:
 def splatfacto_start(scene: SceneViews, config: StartConfig, sh_degree: int = 3) -> Gaussians:
     """Splatfacto's initial Gaussians: its SfM points (nearest-neighbour scales, opacity 0.1), else random ones."""
     context = scene.context([0])
-    if scene.points is not None and scene.points[0].shape[0] > 0:
+    if scene.has_sfm_points:
         backbone = PointCloudInitConfig(source="sfm", initial_opacity=config.sfm_opacity, sh_degree=sh_degree).setup()
     else:
         backbone = RandomInitConfig(
@@ -86,17 +86,9 @@ def splatfacto_start(scene: SceneViews, config: StartConfig, sh_degree: int = 3)
 
 def union(first: Gaussians, second: Gaussians) -> Gaussians:
     """Both sets of Gaussians in one (the higher SH bands padded with zeros to the larger degree)."""
-    bands = max(first.features_rest.shape[-2], second.features_rest.shape[-2])
-
-    def padded(g: Gaussians) -> Dict[str, torch.Tensor]:
-        rest = g.features_rest
-        missing = bands - rest.shape[-2]
-        if missing:
-            rest = torch.cat([rest, rest.new_zeros((*rest.shape[:-2], missing, 3))], dim=-2)
-        return {**g.as_dict(), "features_rest": rest}
-
-    a, b = padded(first), padded(second.to(first.means))
-    return Gaussians(**{name: torch.cat([a[name], b[name]], dim=0) for name in Gaussians.field_names()})
+    degree = max(first.sh_degree, second.sh_degree)
+    a, b = first.with_sh_degree(degree), second.to(first.means).with_sh_degree(degree)
+    return Gaussians(**{name: torch.cat([getattr(a, name), getattr(b, name)], dim=0) for name in Gaussians.field_names()})
 
 
 def probe_view_indices(num_views: int, context: List[int], count: int) -> List[int]:
@@ -119,7 +111,7 @@ def zero_step_loss(gaussians: Gaussians, scene: SceneViews, indices: List[int], 
 def resolve_rule(start: str, scene: SceneViews) -> str:
     """The fixed start a rule gives on `scene` without rendering anything ('auto' needs renders: kept)."""
     if start == "sfm-else-prediction":
-        return "splatfacto" if scene.points is not None and scene.points[0].shape[0] > 0 else "prediction"
+        return "splatfacto" if scene.has_sfm_points else "prediction"
     return start
 
 

@@ -21,7 +21,7 @@ from pytorch_msssim import SSIM
 from torch.nn import Parameter
 
 from foresplat_ns.cameras import viewmats_from_camtoworlds
-from foresplat_ns.gaussians import Gaussians, num_sh_bases
+from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import make_strategy, render_gaussians
 
 VIEWER_BACKGROUND = (0.1490, 0.1647, 0.2157)
@@ -74,7 +74,7 @@ class ForeSplatModel(SplatfactoModel):
                 "classic rasterisation on every device (leave the flag out)"
             )
         gaussians = self.seed_gaussians if self.seed_gaussians is not None else self._placeholder_gaussians()
-        gaussians = self._with_sh_degree(gaussians, self.config.sh_degree)
+        gaussians = gaussians.with_sh_degree(self.config.sh_degree)
         self.gauss_params = torch.nn.ParameterDict({name: Parameter(t.detach().clone().float()) for name, t in gaussians.items()})
         self.seed_gaussians = None  # the parameters own the values now
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
@@ -111,17 +111,6 @@ class ForeSplatModel(SplatfactoModel):
             rgb=torch.full((1, 3), 0.5),
             sh_degree=self.config.sh_degree,
         )
-
-    @staticmethod
-    def _with_sh_degree(gaussians: Gaussians, sh_degree: int) -> Gaussians:
-        """Pad (zeros) or cut the higher SH bands so the parameters match the model's SH degree."""
-        want = num_sh_bases(sh_degree) - 1
-        rest = gaussians.features_rest
-        if rest.shape[-2] > want:
-            rest = rest[..., :want, :]
-        elif rest.shape[-2] < want:
-            rest = torch.cat([rest, rest.new_zeros((*rest.shape[:-2], want - rest.shape[-2], 3))], dim=-2)
-        return Gaussians(**{**gaussians.as_dict(), "features_rest": rest})
 
     def get_outputs(self, camera: Cameras) -> Dict[str, torch.Tensor]:
         if not isinstance(camera, Cameras):
