@@ -23,9 +23,9 @@ ORDER=(${ABLATIONS:-abl-k4 abl-m1 abl-zero1 abl-head abl-k16 abl-mall abl-stride
 INITS=("vanilla-s0:$RUNS/vanilla-s0/backbone.pt" "metagrad-s0:$RUNS/metagrad-s0/backbone.pt")
 for RUN in "${ORDER[@]}"; do
     if [ "$RUN" = wide ]; then
-        INIT= configs/meta_train.sh wide-pretrain "$PRETRAIN_STEPS" 0 --pipeline.rule zero-step --pipeline.model.compact.width 128
-        INIT=$RUNS/wide-pretrain/backbone.pt configs/meta_train.sh wide-vanilla-s0 "$STEPS" 0 --pipeline.rule zero-step --pipeline.model.compact.width 128
-        INIT=$RUNS/wide-pretrain/backbone.pt configs/meta_train.sh wide-metagrad-s0 "$STEPS" 0 --pipeline.model.compact.width 128
+        INIT= configs/meta_train.sh wide-pretrain "$PRETRAIN_STEPS" 0 --pipeline.rule zero-step --pipeline.backbone.compact.width 128
+        INIT=$RUNS/wide-pretrain/backbone.pt configs/meta_train.sh wide-vanilla-s0 "$STEPS" 0 --pipeline.rule zero-step --pipeline.backbone.compact.width 128
+        INIT=$RUNS/wide-pretrain/backbone.pt configs/meta_train.sh wide-metagrad-s0 "$STEPS" 0 --pipeline.backbone.compact.width 128
         INITS+=("wide-vanilla-s0:$RUNS/wide-vanilla-s0/backbone.pt" "wide-metagrad-s0:$RUNS/wide-metagrad-s0/backbone.pt")
     else
         # shellcheck disable=SC2086

@@ -11,7 +11,7 @@ OUT=results/runs
 if [ -f "$OUT/$NAME/backbone.pt" ] && [ -f "$OUT/$NAME/seconds.txt" ]; then echo "$NAME: done"; exit 0; fi
 mkdir -p "$OUT"
 INIT_FLAGS=()
-[ -n "${INIT:-}" ] && INIT_FLAGS=(--pipeline.model.init-checkpoint "$INIT")
+[ -n "${INIT:-}" ] && INIT_FLAGS=(--pipeline.backbone.checkpoint "$INIT")
 LOAD_FLAGS=()
 REMAINING=$STEPS
 CKPTS="$OUT/train/foresplat-meta/$NAME/nerfstudio_models"

@@ -59,7 +59,7 @@ def train_and_evaluate(config: DemoConfig, scene: Path, start: str) -> dict:
         "--vis", "tensorboard",
         "--max-num-iterations", str(config.steps),
         "--steps-per-eval-all-images", str(config.steps + 1),
-        "--pipeline.backbone", config.backbone,
+        "--pipeline.backbone.name", config.backbone,
         "--pipeline.start.start", start,
         "--machine.seed", str(config.seed),
         "nerfstudio-data", "--eval-mode", "filename",

@@ -12,8 +12,8 @@ small but starts from nothing. Distillation gives it the teacher's geometry and 
 
 Renders, not Gaussians, are matched: the two predict different numbers of Gaussians at different
 places, and what refinement starts from is what they render. The student's checkpoint (our format,
-written atomically) is what `ns-train foresplat --pipeline.backbone-checkpoint` and
-`ns-train foresplat-meta --pipeline.model.init-checkpoint` take, so MetaGrad fine-tuning follows.
+written atomically) is what `--pipeline.backbone.checkpoint` of `ns-train foresplat` and
+`ns-train foresplat-meta` takes, so MetaGrad fine-tuning follows.
 A killed run resumes from its last save (the same command again).
 """
 
@@ -31,8 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from foresplat_ns.backbones import Backbone, PretrainedSettings, load_backbone, resolve_backbone, save_checkpoint
-from foresplat_ns.backbones.compact import CompactBackboneConfig
+from foresplat_ns.backbones import Backbone, BackboneSelection, build_backbone, save_checkpoint
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MetaBatch, MultiSceneDataManagerConfig
 from foresplat_ns.refine import RefineConfig, View, background_for_step, photometric_loss, render_gaussians
@@ -50,16 +49,12 @@ class DistillConfig:
     """Training scenes: a folder of scenes, an index.json from foresplat-synth, or a text file listing them."""
     output: Path = Path("outputs/distill")
     """Where student.pt (and resume.pt) are written; a run there already is resumed."""
-    teacher: str = "anysplat"
-    """The backbone to reproduce (`--pipeline.backbone` names: anysplat, pi3x, ...)."""
-    teacher_checkpoint: Optional[Path] = None
-    """The teacher's weights, as `--pipeline.backbone-checkpoint` takes them; none: its default."""
-    pretrained: PretrainedSettings = field(default_factory=PretrainedSettings)
-    """A large teacher's settings on its release weights (e.g. --pretrained.anysplat.image-size)."""
-    student: CompactBackboneConfig = field(default_factory=CompactBackboneConfig)
-    """The compact backbone's settings; `ns-train foresplat-meta` must be given the same ones to fine-tune it."""
-    init_checkpoint: Optional[Path] = None
-    """Start the student from these weights (a compact checkpoint, e.g. the shipped one)."""
+    teacher: BackboneSelection = field(default_factory=lambda: BackboneSelection(name="anysplat"))
+    """The backbone to reproduce, chosen as ns-train foresplat's --pipeline.backbone.* (--teacher.name,
+    --teacher.checkpoint, --teacher.anysplat.image-size, ...)."""
+    student: BackboneSelection = field(default_factory=BackboneSelection)
+    """The backbone trained (default compact; --student.compact.width, ...); --student.checkpoint starts it
+    from those weights (e.g. the shipped compact checkpoint), none from its own initialisation."""
     datamanager: MultiSceneDataManagerConfig = field(default_factory=MultiSceneDataManagerConfig)
     """How scenes are read (dataparser, context views, scene limit); its `data` and `seed` are --data and --seed."""
     steps: int = 5000
@@ -131,7 +126,7 @@ class Distiller:
     def __init__(self, config: DistillConfig):
         self.config = config
         # The teacher first: a missing weights file or package fails before any scene is read.
-        self.teacher: Backbone = resolve_backbone(config.teacher, config.teacher_checkpoint, config.pretrained).to(config.device).eval()
+        self.teacher: Backbone = build_backbone(config.teacher).to(config.device).eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         datamanager = dataclasses.replace(config.datamanager, data=config.data, seed=config.seed)
@@ -143,7 +138,8 @@ class Distiller:
         self.step = 0
         resume = Path(config.output) / RESUME_FILE
         if resume.is_file():
-            student, extra = load_backbone(resume, expected=config.student)
+            student = build_backbone(dataclasses.replace(config.student, checkpoint=resume))
+            extra = student.training_record
             self._set_student(student)
             self.optimiser.load_state_dict(extra["optimizer"])
             self.step = int(extra["step"])
@@ -151,11 +147,10 @@ class Distiller:
             self.datamanager.generator.set_state(extra["datamanager_generator"])
             CONSOLE.log(f"foresplat-distill: resuming {resume} at step {self.step}")
         else:
-            if config.init_checkpoint is not None:
-                student, _ = load_backbone(config.init_checkpoint, expected=config.student)
-            else:
-                torch.manual_seed(config.seed)
-                student = config.student.setup()
+            torch.manual_seed(config.seed)
+            student = build_backbone(config.student, without_checkpoint="fresh")
+            if not student.is_learned:
+                raise ValueError(f"foresplat-distill: the student '{config.student.name}' is not learned: select a learned backbone")
             self._set_student(student)
 
     def _set_student(self, student: Backbone) -> None:
@@ -208,7 +203,7 @@ class Distiller:
 
     def save(self) -> None:
         output = Path(self.config.output)
-        info = {"step": self.step, "teacher": self.config.teacher}
+        info = {"step": self.step, "teacher": self.config.teacher.name}
         save_checkpoint(output / STUDENT_FILE, self.student, extra=info)
         save_checkpoint(
             output / RESUME_FILE,
@@ -225,7 +220,7 @@ class Distiller:
         """Train to `steps`, saving every `save_every` steps and at the end; the losses of the steps run."""
         history: List[Dict[str, float]] = []
         columns = (
-            TextColumn("[bold]distilling[/] {task.fields[teacher]} → compact"),
+            TextColumn(f"[bold]distilling[/] {self.config.teacher.name} → {self.config.student.name}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  skipped {task.fields[skipped]}"),
@@ -234,7 +229,7 @@ class Distiller:
         )
         skipped = 0
         with Progress(*columns, console=CONSOLE) as progress:
-            task = progress.add_task("", total=self.config.steps, completed=self.step, teacher=self.config.teacher, loss="-", skipped=0)
+            task = progress.add_task("", total=self.config.steps, completed=self.step, loss="-", skipped=0)
             while self.step < self.config.steps:
                 loss = self.train_step()
                 self.step += 1

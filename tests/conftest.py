@@ -75,15 +75,17 @@ def register_fixed_backbone(name: str, gaussians):
     return register_backbone(config_class)
 
 
-def meta_train_in_process(model, corpus: Path, steps: int):
-    """`ns-train foresplat-meta`'s pipeline and optimisers, stepped here (for backbones a console script
-    can't build, such as test-sized large models): returns the pipeline and the last step's metrics."""
+def meta_train_in_process(backbone, corpus: Path, steps: int, trainable: str = "auto"):
+    """`ns-train foresplat-meta`'s pipeline and optimisers on the BackboneSelection `backbone`, stepped here
+    (for backbones a console script can't build, such as test-sized large models): returns the pipeline and
+    the last step's metrics."""
     from nerfstudio.engine.optimizers import Optimizers
 
     from foresplat_ns.nerfstudio_glue.method_configs import foresplat_meta_trainer_config
 
     config = foresplat_meta_trainer_config()
-    config.pipeline.model = model
+    config.pipeline.backbone = backbone
+    config.pipeline.model.trainable = trainable
     config.pipeline.datamanager.data = corpus
     config.pipeline.datamanager.num_context_views = 2
     config.pipeline.metagrad.inner_steps = 2

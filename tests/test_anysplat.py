@@ -3,6 +3,7 @@ its head, weights that are missing or do not fit, checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import warnings
@@ -11,7 +12,7 @@ import pytest
 import torch
 from test_compact_backbone import make_context
 
-from foresplat_ns.backbones import ContextViews, PretrainedSettings, resolve_backbone, save_checkpoint
+from foresplat_ns.backbones import BackboneSelection, ContextViews, build_backbone, save_checkpoint
 from foresplat_ns.backbones.align import Similarity
 from foresplat_ns.backbones.anysplat import AnySplatBackboneConfig
 from foresplat_ns.cameras import viewmats_from_camtoworlds
@@ -37,7 +38,7 @@ def tiny_config(**overrides) -> AnySplatBackboneConfig:
 
 
 def write_release_weights(backbone, folder) -> None:
-    """`backbone`'s AnySplat weights as a release folder (model.safetensors), what `--pipeline.backbone-checkpoint DIR` takes."""
+    """`backbone`'s AnySplat weights as a release folder (model.safetensors), what `--pipeline.backbone.checkpoint DIR` takes."""
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in backbone.anysplat.state_dict().items()}, str(folder / "model.safetensors"))
@@ -141,10 +142,10 @@ def test_missing_weights_fail_before_the_model_is_built(tmp_path, monkeypatch):
         ValueError,
         match=r"AnySplat weights not found: no lhjiang/anysplat/model.safetensors in .*empty-cache.*hf download lhjiang/anysplat model.safetensors",
     ):
-        resolve_backbone("anysplat")
+        build_backbone(BackboneSelection(name="anysplat"))
     (tmp_path / "release").mkdir()
     with pytest.raises(ValueError, match=r"AnySplat weights not found: .*release/model.safetensors does not exist"):
-        resolve_backbone("anysplat", tmp_path / "release")
+        build_backbone(BackboneSelection(name="anysplat", checkpoint=tmp_path / "release"))
 
 
 def test_released_weights_load_strictly(tiny, tmp_path):
@@ -163,42 +164,43 @@ def test_released_weights_load_strictly(tiny, tmp_path):
 
 
 def test_release_weights_take_the_given_settings(tiny, tmp_path):
-    """`ns-train foresplat --pipeline.pretrained.anysplat.*` reaches the model built on release weights;
-    our own .pt checkpoint keeps the config it was saved with."""
+    """`--pipeline.backbone.anysplat.*` reaches the model built on release weights; our own .pt checkpoint
+    keeps the config it was saved with, and settings that contradict it are refused, naming them."""
     write_release_weights(tiny, tmp_path)
-    settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=50))
-    loaded = resolve_backbone("anysplat", tmp_path, settings)
+    selection = BackboneSelection(name="anysplat", checkpoint=tmp_path, anysplat=tiny_config(max_gaussians=50))
+    loaded = build_backbone(selection)
     assert loaded.config == tiny_config(max_gaussians=50)
     with torch.no_grad():
         assert loaded(consistent_context(tiny, TRUTH, views=2)).num_gaussians == 50
     save_checkpoint(tmp_path / "ours.pt", tiny)
-    assert resolve_backbone("anysplat", tmp_path / "ours.pt", settings).config == tiny.config
+    assert build_backbone(BackboneSelection(name="anysplat", checkpoint=tmp_path / "ours.pt")).config == tiny.config
+    with pytest.raises(
+        ValueError, match=r"ours.pt was trained with another 'anysplat' config \(max_gaussians: checkpoint 300000 vs asked 50"
+    ):
+        build_backbone(dataclasses.replace(selection, checkpoint=tmp_path / "ours.pt"))
 
 
 def test_ns_train_foresplat_starts_from_release_weights(tiny, small_scene, tmp_path):
-    """`ns-train foresplat --pipeline.backbone anysplat --pipeline.backbone-checkpoint DIR`: the scene's
+    """`ns-train foresplat --pipeline.backbone.name anysplat --pipeline.backbone.checkpoint DIR`: the scene's
     training views through AnySplat (with the given settings) make splatfacto's first Gaussians."""
     from test_nerfstudio import setup_pipeline
 
     write_release_weights(tiny, tmp_path)
-    settings = PretrainedSettings(anysplat=tiny_config(max_gaussians=40))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scene's loosely
         pipeline = setup_pipeline(
             small_scene,
-            "anysplat",
-            backbone_checkpoint=tmp_path,
-            pretrained=settings,
+            backbone=BackboneSelection(name="anysplat", checkpoint=tmp_path, anysplat=tiny_config(max_gaussians=40)),
             start=StartConfig(start="prediction", num_context_views=2),
         )
     assert pipeline.model.num_points == 40
     assert torch.isfinite(pipeline.model.means).all()
 
 
-def test_our_checkpoint_round_trip_through_resolve_backbone(tiny, tmp_path):
+def test_our_checkpoint_round_trip_through_build_backbone(tiny, tmp_path):
     path = tmp_path / "anysplat-tiny.pt"
     save_checkpoint(path, tiny)
-    loaded = resolve_backbone("anysplat", path)
+    loaded = build_backbone(BackboneSelection(name="anysplat", checkpoint=path))
     assert loaded.config == tiny.config
     context = consistent_context(tiny, TRUTH, views=2)
     with torch.no_grad():
@@ -209,22 +211,20 @@ def test_our_checkpoint_round_trip_through_resolve_backbone(tiny, tmp_path):
 
 def test_foresplat_meta_fine_tunes_the_gaussian_head_and_foresplat_loads_it(tiny, small_corpus, tmp_path):
     """foresplat-meta on AnySplat: released weights in, only the head trained (the default for a pretrained
-    backbone), the written checkpoint is what `ns-train foresplat --pipeline.backbone anysplat` resolves."""
+    backbone), the written checkpoint is what `ns-train foresplat --pipeline.backbone.name anysplat` loads."""
     from conftest import meta_train_in_process
 
-    from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
-
     write_release_weights(tiny, tmp_path)
-    model = BackboneModelConfig(backbone="anysplat", anysplat=tiny_config(), init_checkpoint=tmp_path)
+    backbone = BackboneSelection(name="anysplat", anysplat=tiny_config(), checkpoint=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: its cameras fit the scenes' loosely
-        pipeline, metrics = meta_train_in_process(model, small_corpus, steps=2)
+        pipeline, metrics = meta_train_in_process(backbone, small_corpus, steps=2)
     assert metrics["skipped_scenes"] == 0.0 and metrics["num_gaussians"] > 0
     assert set(pipeline.get_param_groups()) == {"backbone_head"}
     before = tiny.state_dict()
     changed = {n for n, p in pipeline.backbone.state_dict().items() if not torch.equal(p, before[n])}
     assert changed and changed <= set(pipeline.backbone.head_parameter_names())
     pipeline.save_backbone(tmp_path / "backbone.pt", step=2)
-    loaded = resolve_backbone("anysplat", tmp_path / "backbone.pt")
+    loaded = build_backbone(BackboneSelection(name="anysplat", checkpoint=tmp_path / "backbone.pt"))
     for name, p in pipeline.backbone.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], p), name

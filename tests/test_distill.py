@@ -11,7 +11,7 @@ import torch
 from conftest import console_script
 from test_anysplat import tiny_config
 
-from foresplat_ns.backbones import load_backbone, resolve_backbone, save_checkpoint
+from foresplat_ns.backbones import BackboneSelection, build_backbone, load_backbone, save_checkpoint
 from foresplat_ns.backbones.compact import CompactBackbone, CompactBackboneConfig
 from foresplat_ns.distill import RESUME_FILE, STUDENT_FILE, DistillConfig, distill
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
@@ -34,7 +34,12 @@ def corpus(tmp_path_factory) -> Path:
 
 def config(corpus: Path, output: Path, **overrides) -> DistillConfig:
     settings = dict(
-        data=corpus / "scenes", output=output, teacher_checkpoint=corpus / "teacher.pt", student=STUDENT, lr=1e-2, views_per_step=4
+        data=corpus / "scenes",
+        output=output,
+        teacher=BackboneSelection(name="anysplat", checkpoint=corpus / "teacher.pt"),
+        student=BackboneSelection(compact=STUDENT),
+        lr=1e-2,
+        views_per_step=4,
     )
     return DistillConfig(**{**settings, **overrides})
 
@@ -65,15 +70,16 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(corpus, tmp_path):
 
 
 def test_the_checkpoint_is_what_both_ns_train_methods_take(corpus, tmp_path):
-    from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
-
+    """`--pipeline.backbone.checkpoint student.pt` (ns-train foresplat and foresplat-meta, one rule): the
+    checkpoint's own settings without repeating them, and settings that contradict it refused."""
     distill(config(corpus, tmp_path, steps=2, datamanager=MultiSceneDataManagerConfig(num_context_views=3)))
     path = tmp_path / STUDENT_FILE
-    assert isinstance(resolve_backbone("compact", path), CompactBackbone)  # ns-train foresplat --pipeline.backbone-checkpoint
-    model = BackboneModelConfig(compact=STUDENT, init_checkpoint=path).setup(scene_box=None, num_train_data=0, device="cpu")
-    assert model.backbone.config == STUDENT  # ns-train foresplat-meta --pipeline.model.init-checkpoint
-    with pytest.raises(ValueError, match="width: checkpoint 8 vs asked 32"):
-        BackboneModelConfig(init_checkpoint=path).setup(scene_box=None, num_train_data=0, device="cpu")
+    for without_checkpoint in ("shipped", "fresh"):
+        loaded = build_backbone(BackboneSelection(checkpoint=path), without_checkpoint)
+        assert isinstance(loaded, CompactBackbone) and loaded.config == STUDENT
+    assert build_backbone(BackboneSelection(checkpoint=path, compact=STUDENT)).config == STUDENT
+    with pytest.raises(ValueError, match="width: checkpoint 8 vs asked 16"):
+        build_backbone(BackboneSelection(checkpoint=path, compact=CompactBackboneConfig(width=16)))
 
 
 @pytest.mark.slow

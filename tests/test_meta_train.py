@@ -22,8 +22,8 @@ def meta_args(corpus: Path, out: Path, name: str, steps: int, *extra) -> list:
         "foresplat-meta", "--data", corpus, "--output-dir", out, "--experiment-name", "meta", "--timestamp", name,
         "--max-num-iterations", steps, "--steps-per-save", 2, "--vis", "tensorboard",
         "--machine.device-type", "cpu", "--pipeline.datamanager.num-context-views", 2,
-        "--pipeline.metagrad.inner-steps", 2, "--pipeline.model.compact.width", 8,
-        "--pipeline.model.compact.num-depth-planes", 8, *extra,
+        "--pipeline.metagrad.inner-steps", 2, "--pipeline.backbone.compact.width", 8,
+        "--pipeline.backbone.compact.num-depth-planes", 8, *extra,
     ]  # fmt: skip
 
 
@@ -63,7 +63,7 @@ def test_two_cpu_processes_train_one_backbone(small_corpus, tmp_path):
     save_checkpoint(tmp_path / "start.pt", start)
     run_cli(
         "ns-train", *meta_args(small_corpus, tmp_path, "ddp", 4, "--machine.num-devices", 2,
-                               "--pipeline.model.init-checkpoint", tmp_path / "start.pt"), timeout=900,
+                               "--pipeline.backbone.checkpoint", tmp_path / "start.pt"), timeout=900,
     )  # fmt: skip
     run = run_dir(tmp_path, "ddp")
     saved = torch.load(run / "nerfstudio_models" / "step-000000003.ckpt", weights_only=True)["pipeline"]
@@ -115,7 +115,7 @@ def test_meta_checkpoint_initialises_ns_train_foresplat(small_corpus, small_scen
     backbone = run_dir(tmp_path, "meta") / "backbone.pt"
     run_cli(
         "ns-train", "foresplat", "--data", small_scene, "--output-dir", tmp_path, "--timestamp", "init",
-        "--max-num-iterations", 2, "--vis", "tensorboard", "--pipeline.backbone-checkpoint", backbone,
+        "--max-num-iterations", 2, "--vis", "tensorboard", "--pipeline.backbone.checkpoint", backbone,
     )  # fmt: skip
     assert list(tmp_path.glob("**/init/nerfstudio_models/step-*.ckpt"))
 
@@ -123,8 +123,8 @@ def test_meta_checkpoint_initialises_ns_train_foresplat(small_corpus, small_scen
 @pytest.mark.slow
 def test_checkpoint_of_another_config_is_refused(small_corpus, tmp_path):
     run_cli("ns-train", *meta_args(small_corpus, tmp_path, "narrow", 2))
-    proc = ns_train(*meta_args(small_corpus, tmp_path, "wide", 2, "--pipeline.model.compact.width", 16,
-                               "--pipeline.model.init-checkpoint", run_dir(tmp_path, "narrow") / "backbone.pt"))  # fmt: skip
+    proc = ns_train(*meta_args(small_corpus, tmp_path, "wide", 2, "--pipeline.backbone.compact.width", 16,
+                               "--pipeline.backbone.checkpoint", run_dir(tmp_path, "narrow") / "backbone.pt"))  # fmt: skip
     assert proc.returncode != 0
     assert "backbone.pt" in proc.stdout + proc.stderr and "width" in proc.stdout + proc.stderr
 

@@ -70,7 +70,7 @@ def trained_run(small_scene, tmp_path_factory) -> Path:
     run_cli(
         "ns-train", "foresplat", "--data", small_scene, "--output-dir", out, "--timestamp", "t0",
         "--vis", "tensorboard", "--max-num-iterations", STEPS, "--steps-per-save", 10,
-        "--pipeline.backbone", "pointcloud", "nerfstudio-data", "--eval-mode", "filename",
+        "--pipeline.backbone.name", "pointcloud", "nerfstudio-data", "--eval-mode", "filename",
     )  # fmt: skip
     config = out / small_scene.name / "foresplat" / "t0" / "config.yml"
     assert config.is_file()
@@ -197,20 +197,23 @@ def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path):
     (scene / "transforms.json").unlink()  # only the COLMAP model is left to read
     run_cli(
         "ns-train", "foresplat", "--data", scene, "--output-dir", tmp_path / "runs", "--timestamp", "c",
-        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.backbone", "pointcloud", "colmap",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.backbone.name", "pointcloud", "colmap",
     )  # fmt: skip
     assert list((tmp_path / "runs").rglob("step-*.ckpt"))
 
 
 # -- bad input -----------------------------------------------------------------------------------
-def setup_pipeline(scene: Path, backbone: str = "pointcloud", **settings):
-    """`ns-train foresplat`'s pipeline on `scene` as training builds it; `settings` are pipeline fields."""
+def setup_pipeline(scene: Path, backbone="pointcloud", **settings):
+    """`ns-train foresplat`'s pipeline on `scene` as training builds it: `backbone` a name or a whole
+    BackboneSelection, `settings` other pipeline fields."""
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    from foresplat_ns.backbones import BackboneSelection
 
     config = method_config("foresplat")
     config.pipeline.datamanager.data = scene
     config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=scene, eval_mode="filename")
-    config.pipeline.backbone = backbone
+    config.pipeline.backbone = backbone if isinstance(backbone, BackboneSelection) else BackboneSelection(name=backbone)
     for name, value in settings.items():
         setattr(config.pipeline, name, value)
     return config.pipeline.setup(device="cpu", test_mode="val")
@@ -251,6 +254,23 @@ def test_a_model_option_refinement_does_not_honour_is_refused(small_scene):
     config.pipeline.model.rasterize_mode = "antialiased"
     with pytest.raises(ValueError, match="rasterize-mode antialiased is not supported by ForeSplat"):
         config.pipeline.setup(device="cpu", test_mode="val")
+
+
+def test_sh_degree_0_colours_are_the_rendered_ones(small_scene):
+    """splatfacto's sh_degree 0 stores sigmoid logits; ForeSplat keeps SH band 0 at every degree (as the
+    Refiner and MetaGrad do), so the colours ns-export writes (`colors`, `shs_0`) are the rendered ones."""
+    from foresplat_ns.render.sh import evaluate_sh
+
+    config = method_config("foresplat")
+    config.pipeline.datamanager.data = small_scene
+    config.pipeline.backbone.name = "pointcloud"
+    config.pipeline.model.sh_degree = 0
+    model = config.pipeline.setup(device="cpu", test_mode="val").model
+    assert model.features_rest.shape[1] == 0
+    rendered = evaluate_sh(0, torch.randn(model.num_points, 3), model.features_dc[:, None]) + 0.5
+    torch.testing.assert_close(model.colors, rendered)
+    torch.testing.assert_close(model.shs_0, model.features_dc)
+    assert 0.05 < float(model.colors.mean()) < 0.95  # image colours, not sigmoid(SH coefficients)
 
 
 def test_corrupt_held_out_image_is_named_before_training(small_scene, tmp_path):
@@ -309,3 +329,24 @@ def test_demo_shows_foresplat_beside_splatfactos_start(tmp_path):
     assert "ns-train foresplat with no flags uses the start 'sfm-else-prediction'" in proc.stdout
     for start in ("splatfacto", "prediction"):
         assert json.loads((tmp_path / "demo" / f"eval-{start}.json").read_text())["results"]["psnr"] > 5
+
+
+def test_every_command_names_its_backbone_the_same_way(tmp_path):
+    """One BackboneSelection: `--pipeline.backbone.*` in both ns-train methods, `--teacher.*`/`--student.*` in
+    foresplat-distill, with the same fields and the same choice of names as the registry's."""
+    import typing
+
+    import tyro
+
+    from foresplat_ns.backbones import BackboneSelection, registered_backbones
+    from foresplat_ns.distill import DistillConfig
+
+    shipped = {name for name in registered_backbones() if not name.startswith("test-")}  # tests register stand-ins
+    assert set(typing.get_args(typing.get_type_hints(BackboneSelection)["name"])) == shipped
+    flags = ["--backbone.name", "pointcloud", "--backbone.pointcloud.source", "sfm", "--backbone.checkpoint", "x.pt"]
+    for method in ("foresplat", "foresplat-meta"):
+        pipeline = tyro.cli(type(method_config(method).pipeline), args=flags)
+        assert pipeline.backbone == BackboneSelection(name="pointcloud", checkpoint=Path("x.pt"), pointcloud=pipeline.backbone.pointcloud)
+        assert pipeline.backbone.pointcloud.source == "sfm"
+    distill = tyro.cli(DistillConfig, args=["--data", str(tmp_path), "--teacher.name", "pi3x", "--student.compact.width", "16"])
+    assert distill.teacher.name == "pi3x" and distill.student.name == "compact" and distill.student.compact.width == 16

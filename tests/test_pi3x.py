@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from test_compact_backbone import quat_to_matrix
 from torch import nn
 
-from foresplat_ns.backbones import ContextViews, resolve_backbone
+from foresplat_ns.backbones import BackboneSelection, ContextViews, build_backbone
 from foresplat_ns.backbones.align import Similarity
 from foresplat_ns.backbones.pi3x import Pi3XBackbone, Pi3XBackboneConfig
 from foresplat_ns.cameras import pixel_grid, viewmats_from_camtoworlds
@@ -196,13 +196,13 @@ def test_missing_package_or_weights_fail_before_the_model_is_built(tmp_path, mon
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "pi3" else find_spec(name, *args))
     with pytest.raises(ValueError, match=r"needs the upstream Pi3 code: pip install git\+https://github.com/yyfz/Pi3"):
-        resolve_backbone("pi3x")
+        build_backbone(BackboneSelection(name="pi3x"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object() if name == "pi3" else find_spec(name, *args))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(
         ValueError, match=r"Pi3X weights not found: no yyfz233/Pi3X/model.safetensors .*hf download yyfz233/Pi3X model.safetensors"
     ):
-        resolve_backbone("pi3x")
+        build_backbone(BackboneSelection(name="pi3x"))
 
 
 def test_released_weights_load_strictly_without_the_conditioning_branches(tmp_path, monkeypatch):
@@ -216,24 +216,26 @@ def test_released_weights_load_strictly_without_the_conditioning_branches(tmp_pa
         {**state, "depth_encoder.blocks.0.weight": torch.zeros(2), "ray_embed.proj.bias": torch.zeros(2)},
         str(tmp_path / "model.safetensors"),
     )
-    loaded = resolve_backbone("pi3x", tmp_path)
+    loaded = build_backbone(BackboneSelection(name="pi3x", checkpoint=tmp_path))
     assert torch.equal(loaded.pi3x.point_decoder.weight, source.point_decoder.weight)
     save_file({"point_decoder.weight": state["point_decoder.weight"]}, str(tmp_path / "partial.safetensors"))
     with pytest.raises(
         ValueError, match=r"Pi3X weights .*partial.safetensors do not fit the model: 1 missing keys \['point_decoder.bias'\]"
     ):
-        resolve_backbone("pi3x", tmp_path / "partial.safetensors")
+        build_backbone(BackboneSelection(name="pi3x", checkpoint=tmp_path / "partial.safetensors"))
 
 
-def test_resolve_backbone_still_resolves_the_others(tmp_path):
+def test_build_backbone_still_builds_the_others(tmp_path):
     from foresplat_ns.backbones.compact import CompactBackbone
 
-    assert isinstance(resolve_backbone("compact"), CompactBackbone)  # the shipped checkpoint
-    assert not resolve_backbone("pointcloud").is_learned
+    assert isinstance(build_backbone(BackboneSelection()), CompactBackbone)  # the shipped checkpoint
+    assert not build_backbone(BackboneSelection(name="pointcloud")).is_learned
     with pytest.raises(ValueError, match="'pointcloud' initialiser is not learned and takes no checkpoint"):
-        resolve_backbone("pointcloud", tmp_path / "x.pt")
+        build_backbone(BackboneSelection(name="pointcloud", checkpoint=tmp_path / "x.pt"))
+    with pytest.raises(ValueError, match="'compact' backbone takes ForeSplat .pt checkpoints only"):
+        build_backbone(BackboneSelection(checkpoint=tmp_path / "x.safetensors"))
     with pytest.raises(ValueError, match="unknown backbone 'nope'; known backbones: anysplat, compact, pi3x, pointcloud, random"):
-        resolve_backbone("nope")
+        build_backbone(BackboneSelection(name="nope"))
 
 
 def test_foresplat_meta_trains_our_head_on_pi3x(small_corpus, tmp_path, monkeypatch):
@@ -242,18 +244,16 @@ def test_foresplat_meta_trains_our_head_on_pi3x(small_corpus, tmp_path, monkeypa
     from conftest import meta_train_in_process
     from safetensors.torch import save_file
 
-    from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
-
     torch.manual_seed(0)
     release = StandInPi3X()
     save_file(dict(release.state_dict()), str(tmp_path / "model.safetensors"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())
     monkeypatch.setattr(Pi3XBackboneConfig, "build_model", lambda self: StandInPi3X())
     for trainable, trunk_trains in (("auto", False), ("all", True)):
-        model = BackboneModelConfig(backbone="pi3x", pi3x=small_config(), init_checkpoint=tmp_path, trainable=trainable)
+        backbone = BackboneSelection(name="pi3x", pi3x=small_config(), checkpoint=tmp_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the stand-in's ring of cameras fits the scenes' loosely
-            pipeline, metrics = meta_train_in_process(model, small_corpus, steps=2)
+            pipeline, metrics = meta_train_in_process(backbone, small_corpus, steps=2, trainable=trainable)
         assert metrics["skipped_scenes"] == 0.0
         trunk = pipeline.backbone.pi3x.point_decoder.weight
         assert torch.equal(trunk, release.point_decoder.weight) != trunk_trains, trainable

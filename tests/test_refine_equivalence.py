@@ -29,7 +29,7 @@ def test_refiner_steps_equal_ns_train_foresplat_steps(small_scene):
     config = method_config("foresplat")
     config.pipeline.datamanager.data = small_scene
     config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=True)
-    config.pipeline.backbone = "pointcloud"  # exact generated depth: a deterministic start
+    config.pipeline.backbone.name = "pointcloud"  # exact generated depth: a deterministic start
     config.pipeline.start = StartConfig(start="prediction", num_context_views=2)
     for name, value in SCHEDULE.items():
         setattr(config.pipeline.model, name, value)

@@ -9,7 +9,7 @@ import tyro
 from conftest import register_fixed_backbone
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-from foresplat_ns.backbones import resolve_backbone
+from foresplat_ns.backbones import BackboneSelection, build_backbone
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
 from foresplat_ns.data import load_scene
@@ -70,7 +70,7 @@ def test_auto_keeps_the_candidate_with_the_lowest_zero_step_loss(scene):
     assert set(chosen.probe_losses) == {"prediction", "splatfacto", "union"}
     assert chosen.name == min(chosen.probe_losses, key=chosen.probe_losses.get)
     assert chosen.name != "prediction"  # black blobs far away explain nothing
-    good = resolve_backbone("pointcloud")  # exact generated depth: the best zero-step render by far
+    good = build_backbone(BackboneSelection(name="pointcloud"))  # exact generated depth: the best zero-step render by far
     chosen = initial_gaussians(scene, good, StartConfig(start="auto", num_context_views=4), refine)
     assert chosen.name in ("prediction", "union")
     assert chosen.probe_losses[chosen.name] < chosen.probe_losses["splatfacto"]

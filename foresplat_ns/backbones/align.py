@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from foresplat_ns.backbones.base import Backbone, ContextViews
+from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews
 from foresplat_ns.cameras import matrix_to_quaternion, opengl_to_opencv, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.render.sh import sh_bases
@@ -217,11 +218,54 @@ def stack_capped(samples: Sequence[Gaussians], max_count: int, generator: Option
     )
 
 
+@dataclass
+class PretrainedBackboneConfig(BackboneConfig):
+    """Base of the large pretrained backbones' configs: the settings `AlignedBackbone` reads, declared once.
+
+    Subclasses build their upstream model (`build_model`) and load its release's weights (`load_pretrained`:
+    a weights file, its folder, or the Hugging Face cache; never a download).
+    """
+
+    sh_degree: int = 3
+    """SH degree of the output (splatfacto's); the model's bands above it are dropped, missing ones are zero."""
+    max_gaussians: int = 300_000
+    """Cap per sample, opacity-aware."""
+    max_centre_error: float = 0.1
+    """Warn when a predicted camera lands further than this (relative to the cameras' spread) from the
+    dataset's after the frame fit: the model's and the dataset's geometry disagree."""
+    max_rotation_error_deg: float = 10.0
+    """Warn when a predicted camera's orientation is off by more than this after the frame fit."""
+    seed: int = 0
+    """Seed of the cap's sampling, so a scene always gives the same Gaussians."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"{self.name} backbone config: " + "; ".join(problems))
+
+    def problems(self) -> List[str]:
+        """What is wrong with the settings; subclasses add their own to these."""
+        problems = []
+        if not 0 <= self.sh_degree <= 4:
+            problems.append(f"sh_degree must be in 0..4, got {self.sh_degree}")
+        if self.max_gaussians <= 0:
+            problems.append(f"max_gaussians must be positive, got {self.max_gaussians}")
+        return problems
+
+    def build_model(self) -> nn.Module:  # pragma: no cover - interface
+        """The upstream model with untrained weights."""
+        raise NotImplementedError
+
+    def load_pretrained(self, checkpoint: Optional[Path]) -> "AlignedBackbone":  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 class AlignedBackbone(Backbone):
     """A large backbone that predicts in its own frame: subclasses give `predict_model_frame` (Gaussians per
     batch element and the predicted camera-to-worlds) and `source`; the fit into the dataset's frame, the
-    cap and the checks are shared. Its config carries max_gaussians, seed and the two error bounds."""
+    cap and the checks are shared, reading the settings of `PretrainedBackboneConfig`."""
 
+    config: PretrainedBackboneConfig
     source: str = ""
 
     def predict_model_frame(self, context: ContextViews) -> Tuple[List[Gaussians], Tensor]:  # pragma: no cover - interface

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 from tyro.conf import Suppress
 
-from foresplat_ns.backbones.align import AlignedBackbone
-from foresplat_ns.backbones.base import BackboneConfig, ContextViews, register_backbone
+from foresplat_ns.backbones.align import AlignedBackbone, PretrainedBackboneConfig
+from foresplat_ns.backbones.base import ContextViews, register_backbone
 from foresplat_ns.backbones.weights import find_weights, load_weights
 from foresplat_ns.gaussians import Gaussians, num_sh_bases, sh_to_rgb
 
@@ -54,7 +54,7 @@ def _ffgs():
 
 @register_backbone
 @dataclass
-class AnySplatBackboneConfig(BackboneConfig):
+class AnySplatBackboneConfig(PretrainedBackboneConfig):
     name: ClassVar[str] = "anysplat"
 
     architecture: Suppress[Optional[Dict[str, Any]]] = None
@@ -62,29 +62,14 @@ class AnySplatBackboneConfig(BackboneConfig):
     command line: other architectures have no released weights (tests build a tiny one)."""
     image_size: int = 448
     """Longer image side the model sees (the shorter one keeps the aspect ratio); multiples of 14, as
-    AnySplat's patches. The released model was trained at 448x448."""
-    sh_degree: int = 3
-    """SH degree of the output (splatfacto's): AnySplat's degree-4 bands above it are dropped."""
-    max_gaussians: int = 300_000
-    """Cap per sample, opacity-aware (AnySplat merges pixels per voxel, so counts vary with the scene)."""
-    max_centre_error: float = 0.1
-    """Warn when a predicted camera lands further than this (relative to the cameras' spread) from the
-    dataset's after the frame fit: the model's and the dataset's geometry disagree."""
-    max_rotation_error_deg: float = 10.0
-    """Warn when a predicted camera's orientation is off by more than this after the frame fit."""
-    seed: int = 0
-    """Seed of the cap's sampling, so a scene always gives the same Gaussians."""
+    AnySplat's patches. The released model was trained at 448x448. (AnySplat merges pixels per voxel, so
+    its Gaussian counts vary with the scene before the cap.)"""
 
-    def __post_init__(self) -> None:
-        problems = []
+    def problems(self) -> List[str]:
+        problems = super().problems()
         if self.image_size < PATCH or self.image_size % PATCH:
             problems.append(f"image_size must be a positive multiple of {PATCH}, got {self.image_size}")
-        if not 0 <= self.sh_degree <= 4:
-            problems.append(f"sh_degree must be in 0..4, got {self.sh_degree}")
-        if self.max_gaussians <= 0:
-            problems.append(f"max_gaussians must be positive, got {self.max_gaussians}")
-        if problems:
-            raise ValueError(f"{SOURCE} config: " + "; ".join(problems))
+        return problems
 
     def build_model(self) -> nn.Module:
         """ffgs's AnySplat with this architecture and untrained weights."""

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from foresplat_ns.backbones.align import AlignedBackbone
-from foresplat_ns.backbones.base import BackboneConfig, ContextViews, register_backbone
+from foresplat_ns.backbones.align import AlignedBackbone, PretrainedBackboneConfig
+from foresplat_ns.backbones.base import ContextViews, register_backbone
 from foresplat_ns.backbones.weights import find_weights, load_weights
 from foresplat_ns.cameras import matrix_to_quaternion, quaternion_multiply
 from foresplat_ns.gaussians import Gaussians
@@ -48,7 +48,7 @@ OUTPUT_KEYS = {"points": 3, "local_points": 3, "conf": 1}
 
 @register_backbone
 @dataclass
-class Pi3XBackboneConfig(BackboneConfig):
+class Pi3XBackboneConfig(PretrainedBackboneConfig):
     name: ClassVar[str] = "pi3x"
 
     pixel_limit: int = 255_000
@@ -60,37 +60,23 @@ class Pi3XBackboneConfig(BackboneConfig):
     feature_dim: int = 1024
     """Channels of the tokens of Pi3X's point decoder, the head's features."""
     head_width: int = 64
-    sh_degree: int = 3
-    """SH degree of the output (splatfacto's); the head predicts colour only, higher bands are zero."""
     initial_opacity: float = 0.5
     scale_init_factor: float = 0.5
     """Initial standard deviation as a fraction of the block's metric footprint."""
     scale_residual_range: float = 4.0
     """Bound on the predicted log-scale residuals (softly, by tanh)."""
-    max_gaussians: int = 300_000
-    max_centre_error: float = 0.1
-    """Warn when a predicted camera lands further than this (relative to the cameras' spread) from the
-    dataset's after the frame fit."""
-    max_rotation_error_deg: float = 10.0
-    seed: int = 0
-    """Seed of the cap's sampling, so a scene always gives the same Gaussians."""
 
-    def __post_init__(self) -> None:
-        problems = []
+    def problems(self) -> List[str]:
+        problems = super().problems()
         if self.pixel_limit < PATCH * PATCH:
             problems.append(f"pixel_limit must be at least {PATCH * PATCH}, got {self.pixel_limit}")
         if self.stride < 1:
             problems.append(f"stride must be positive, got {self.stride}")
         if not 0 <= self.confidence_threshold < 1:
             problems.append(f"confidence_threshold must be in [0, 1), got {self.confidence_threshold}")
-        if not 0 <= self.sh_degree <= 4:
-            problems.append(f"sh_degree must be in 0..4, got {self.sh_degree}")
         if not 0 < self.initial_opacity < 1:
             problems.append(f"initial_opacity must be in (0, 1), got {self.initial_opacity}")
-        if self.max_gaussians <= 0:
-            problems.append(f"max_gaussians must be positive, got {self.max_gaussians}")
-        if problems:
-            raise ValueError(f"{SOURCE} config: " + "; ".join(problems))
+        return problems
 
     def build_model(self) -> nn.Module:
         """Upstream Pi3X without its pose/depth conditioning branches, untrained weights."""

@@ -71,7 +71,7 @@ class PointCloudInit(Backbone):
             if context.points is None or context.points[0].shape[0] == 0:
                 raise ValueError(
                     "pointcloud initialiser: the dataset has neither depth maps nor SfM points "
-                    "(use a learned backbone, or --pipeline.backbone random to start from random Gaussians)"
+                    "(use a learned backbone, or --pipeline.backbone.name random to start from random Gaussians)"
                 )
             sets = [self._from_points(*context.points)] * context.batch_size
         counts = {g.num_gaussians for g in sets}

@@ -21,8 +21,8 @@ def find_weights(checkpoint: Optional[Path], repo_id: str, filename: str, model_
     how = (
         f"Download them (licence: {licence}) with `hf download {repo_id} {filename}` (into the Hugging Face cache, "
         f"found automatically) or `hf download {repo_id} {filename} --local-dir DIR` and pass DIR as the "
-        "checkpoint (ns-train foresplat: --pipeline.backbone-checkpoint DIR; ns-train foresplat-meta: "
-        "--pipeline.model.init-checkpoint DIR; foresplat-distill: --teacher-checkpoint DIR)"
+        "checkpoint (ns-train foresplat and foresplat-meta: --pipeline.backbone.checkpoint DIR; "
+        "foresplat-distill: --teacher.checkpoint DIR)"
     )
     if checkpoint is not None:
         path = Path(checkpoint)

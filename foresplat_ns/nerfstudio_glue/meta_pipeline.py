@@ -20,7 +20,7 @@ from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, Vanill
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from foresplat_ns.backbones import save_checkpoint
+from foresplat_ns.backbones import BackboneSelection, build_backbone, save_checkpoint
 from foresplat_ns.gaussians import cap_gaussians
 from foresplat_ns.metagrad import DivergedInnerLoop, MetaGradConfig, metagrad_step
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MetaBatch, MultiSceneDataManagerConfig
@@ -32,6 +32,9 @@ from foresplat_ns.refine import RefineConfig, Refiner
 class MetaPipelineConfig(VanillaPipelineConfig):
     _target: Type = field(default_factory=lambda: MetaPipeline)
     datamanager: MultiSceneDataManagerConfig = field(default_factory=MultiSceneDataManagerConfig)
+    backbone: BackboneSelection = field(default_factory=BackboneSelection)
+    """The backbone to train (--pipeline.backbone.name, its settings, and --pipeline.backbone.checkpoint to
+    fine-tune one; none: compact from its own initialisation, anysplat/pi3x from their release's weights)."""
     model: BackboneModelConfig = field(default_factory=BackboneModelConfig)
     rule: Literal["metagrad", "zero-step"] = "metagrad"
     """metagrad: the ForeSplat rule; zero-step: the vanilla rule (MetaGrad with K = 0), same code."""
@@ -65,7 +68,8 @@ class MetaPipeline(VanillaPipeline):
         self.config = config
         self.test_mode = test_mode
         self.datamanager = config.datamanager.setup(device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank)
-        self._model = config.model.setup(scene_box=None, num_train_data=0, device=device, grad_scaler=grad_scaler)
+        backbone = build_backbone(config.backbone, without_checkpoint="fresh")
+        self._model = config.model.setup(scene_box=None, num_train_data=0, device=device, grad_scaler=grad_scaler, backbone=backbone)
         self.model.to(device)
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + local_rank)
         self.world_size = world_size
@@ -166,7 +170,7 @@ class MetaPipeline(VanillaPipeline):
         return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
 
     def save_backbone(self, path: Path, step: int) -> None:
-        """The checkpoint `ns-train foresplat --pipeline.backbone-checkpoint` loads (written atomically)."""
+        """The checkpoint `ns-train foresplat --pipeline.backbone.checkpoint` loads (written atomically)."""
         save_checkpoint(
             path,
             self.backbone,

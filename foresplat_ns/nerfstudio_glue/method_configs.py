@@ -69,7 +69,7 @@ def foresplat_meta_trainer_config(refine: RefineConfig = DEFAULT_REFINE) -> Fore
     """`ns-train foresplat-meta`: MetaGrad training of a backbone over a folder of scenes.
 
     Each step is one scene. Checkpoints (atomic) resume with --load-dir; each save also writes
-    <run>/backbone.pt, the file `ns-train foresplat --pipeline.backbone-checkpoint` takes.
+    <run>/backbone.pt, the file `ns-train foresplat --pipeline.backbone.checkpoint` takes.
     """
     return ForeSplatTrainerConfig(
         method_name="foresplat-meta",

@@ -21,7 +21,7 @@ from pytorch_msssim import SSIM
 from torch.nn import Parameter
 
 from foresplat_ns.cameras import viewmats_from_camtoworlds
-from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.gaussians import Gaussians, sh_to_rgb
 from foresplat_ns.refine import make_strategy, render_gaussians
 
 VIEWER_BACKGROUND = (0.1490, 0.1647, 0.2157)
@@ -100,6 +100,17 @@ class ForeSplatModel(SplatfactoModel):
         # SplatfactoModelConfig spells the densification settings as RefineConfig does.
         self.strategy = make_strategy(self.config, self.num_train_data)
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+
+    # Colour is SH band 0 at every sh_degree, 0 included, on every path (ns-train foresplat, Refiner, MetaGrad,
+    # the gsplat and CPU renderers). splatfacto's sh_degree 0 stores sigmoid logits instead; its `colors` and
+    # `shs_0`, which ns-export and the viewer read, are overridden to this one parameterisation.
+    @property
+    def colors(self) -> torch.Tensor:
+        return sh_to_rgb(self.features_dc)
+
+    @property
+    def shs_0(self) -> torch.Tensor:
+        return self.features_dc
 
     def _placeholder_gaussians(self) -> Gaussians:
         one = torch.zeros(1, 3)

@@ -12,8 +12,7 @@ import dataclasses
 import typing
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Optional, Type
+from typing import Literal, Type
 
 import torch
 import torch.distributed as dist
@@ -21,7 +20,7 @@ from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, Vanill
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from foresplat_ns.backbones import PretrainedSettings, resolve_backbone
+from foresplat_ns.backbones import BackboneSelection, build_backbone
 from foresplat_ns.data import check_image_files, scene_views_from_datamanager, setup_full_image_datamanager
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import RefineConfig
@@ -31,13 +30,8 @@ from foresplat_ns.start import StartConfig, initial_gaussians, resolve_rule
 @dataclass
 class ForeSplatPipelineConfig(VanillaPipelineConfig):
     _target: Type = field(default_factory=lambda: ForeSplatPipeline)
-    backbone: str = "compact"
-    """Initialiser: a learned backbone (compact, ...) or a non-learned one (pointcloud, random)."""
-    backbone_checkpoint: Optional[Path] = None
-    """Weights for a learned backbone; default: the ForeSplat checkpoint shipped with the package. For
-    anysplat and pi3x also their release's weights (model.safetensors or its folder; none: the Hugging Face cache)."""
-    pretrained: PretrainedSettings = field(default_factory=PretrainedSettings)
-    """Settings of anysplat and pi3x on release weights (e.g. --pipeline.pretrained.anysplat.image-size)."""
+    backbone: BackboneSelection = field(default_factory=BackboneSelection)
+    """What predicts the start: --pipeline.backbone.name, .checkpoint (default: the shipped one) and settings."""
     start: StartConfig = field(default_factory=StartConfig)
     """Where refinement starts (--pipeline.start.start prediction|splatfacto|union|auto) and the context views."""
 
@@ -90,9 +84,9 @@ class ForeSplatPipeline(VanillaPipeline):
             check_image_files(held_out)
         backbone = None
         if resolve_rule(start.start, scene) != "splatfacto":
-            backbone = resolve_backbone(self.config.backbone, self.config.backbone_checkpoint, self.config.pretrained)
+            backbone = build_backbone(self.config.backbone)
             CONSOLE.log(
-                f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone}' backbone "
+                f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone "
                 f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
