@@ -3,8 +3,8 @@
 Splatfacto starts from the capture's SfM points (else from random Gaussians). A learned prediction
 renders better before any step, but on real photos it has ended below splatfacto's start after
 1,000+ steps (docs/RESULTS.md). So `ns-train foresplat` knows splatfacto's start too and can begin
-from either or from their union; `auto` decides per scene by the zero-step loss on a few training
-views the backbone did not see (cheap, and never the held-out views). `foresplat-bench refine` builds
+from either or from their union; `auto` and `best` decide per scene by the zero-step loss on a few
+training views the backbone did not see (cheap, and never the held-out views). `foresplat-bench refine` builds
 its starts with the same `initial_gaussians`, so `--init default` is exactly what `ns-train foresplat`
 does with no flags.
 """
@@ -23,24 +23,27 @@ from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.refine import RefineConfig, background_for_step, composite_over, photometric_loss, render_view
 
 START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
-RULES: Tuple[str, ...] = ("auto", "sfm-else-prediction")
+RULES: Tuple[str, ...] = ("sfm-else-best", "sfm-else-prediction", "best", "auto")
 """Starts chosen per scene among START_NAMES."""
+PROBED: Dict[str, Tuple[str, ...]] = {"best": ("prediction", "splatfacto"), "auto": START_NAMES}
+"""The rules that render their candidates on probe views and keep the lowest zero-step loss."""
 
 
 @dataclass
 class StartConfig:
     """How `ns-train foresplat` builds the Gaussians refinement starts from."""
 
-    start: Literal["sfm-else-prediction", "auto", "prediction", "splatfacto", "union"] = "sfm-else-prediction"
+    start: Literal["sfm-else-best", "sfm-else-prediction", "best", "auto", "prediction", "splatfacto", "union"] = "sfm-else-best"
     """'prediction': the backbone's Gaussians; 'splatfacto': splatfacto's own start (the capture's SfM
-    points, else random Gaussians); 'union': both together; 'auto': whichever of the three has the lowest
-    zero-step loss on probe views; 'sfm-else-prediction': splatfacto's start where the capture has SfM
-    points, else the prediction. Default: chosen on our training captures, judged on held-out ones
-    (docs/RESULTS.md)."""
+    points, else random Gaussians); 'union': both together; 'best': the prediction or splatfacto's start,
+    whichever has the lower zero-step loss on probe views; 'auto': the same among all three;
+    'sfm-else-best' (default) and 'sfm-else-prediction': splatfacto's start where the capture has SfM
+    points, else 'best' or the prediction. The default never starts from what renders worse than
+    splatfacto's own start, and won on held-out captures (docs/RESULTS.md)."""
     num_context_views: int = 4
     """Training views (evenly chosen) the backbone sees."""
     num_probe_views: int = 4
-    """Training views, other than the context views, whose zero-step loss decides 'auto'."""
+    """Training views, other than the context views, whose zero-step loss decides 'best' and 'auto'."""
     max_gaussians: int = 100_000
     """Cap on the backbone's Gaussians (opacity-aware subsampling); splatfacto's start is not capped."""
     max_predicted_opacity: Optional[float] = None
@@ -61,7 +64,7 @@ class StartConfig:
 
 @dataclass
 class Start:
-    """The chosen Gaussians, which start they are, and the zero-step probe loss of each candidate ('auto')."""
+    """The chosen Gaussians, which start they are, and the zero-step probe loss of each candidate ('best', 'auto')."""
 
     gaussians: Gaussians
     name: str
@@ -109,9 +112,9 @@ def zero_step_loss(gaussians: Gaussians, scene: SceneViews, indices: List[int], 
 
 
 def resolve_rule(start: str, scene: SceneViews) -> str:
-    """The fixed start a rule gives on `scene` without rendering anything ('auto' needs renders: kept)."""
-    if start == "sfm-else-prediction":
-        return "splatfacto" if scene.has_sfm_points else "prediction"
+    """What a rule gives on `scene` without rendering anything: a start, or a rule of PROBED (renders needed)."""
+    if start.startswith("sfm-else-"):
+        return "splatfacto" if scene.has_sfm_points else start.removeprefix("sfm-else-")
     return start
 
 
@@ -122,7 +125,7 @@ def initial_gaussians(
     """The Gaussians refinement starts from, built as `config.start` (or `start`) says.
 
     `backbone` may be None only for the 'splatfacto' start. Its prediction is validated (a NaN names the
-    scene) and capped; 'auto' renders each candidate on the probe views and keeps the lowest loss.
+    scene) and capped; 'best' and 'auto' render each candidate on the probe views and keep the lowest loss.
     """
     start = start or config.start
     if start not in RULES + START_NAMES:
@@ -145,9 +148,9 @@ def initial_gaussians(
         candidates["splatfacto"] = splatfacto_start(scene, config, sh_degree).to(scene.camtoworlds)
     if start in ("union", "auto"):
         candidates["union"] = union(candidates["prediction"], candidates["splatfacto"])
-    if start != "auto":
+    if start not in PROBED:
         return Start(candidates[start], start, {})
     probes = probe_view_indices(len(scene), scene.context_indices(config.num_context_views), config.num_probe_views)
-    losses = {name: zero_step_loss(g, scene, probes, refine) for name, g in candidates.items()}
+    losses = {name: zero_step_loss(candidates[name], scene, probes, refine) for name in PROBED[start]}
     best = min(losses, key=losses.get)
     return Start(candidates[best], best, losses)

@@ -10,6 +10,7 @@ from conftest import register_fixed_backbone
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from foresplat_ns.backbones import BackboneSelection, build_backbone
+from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
 from foresplat_ns.data import load_scene
@@ -30,6 +31,16 @@ FarAwayConfig = register_fixed_backbone(
     Gaussians.from_activated(
         torch.full((1, 7, 3), 50.0), torch.full((1, 7, 3), 0.01), torch.tensor([[[1.0, 0, 0, 0]]]).expand(1, 7, 4),
         torch.full((1, 7), 0.9), torch.zeros(1, 7, 3), sh_degree=3,
+    ),
+)  # fmt: skip
+
+
+# A harmful prediction: one opaque green Gaussian larger than the scene, hiding it from every camera.
+BlindingConfig = register_fixed_backbone(
+    "test-blinding",
+    Gaussians.from_activated(
+        torch.zeros(1, 1, 3), torch.full((1, 1, 3), 20.0), torch.tensor([[[1.0, 0, 0, 0]]]), torch.full((1, 1), 0.99),
+        torch.tensor([[[0.0, 1.0, 0.0]]]), sh_degree=3,
     ),
 )  # fmt: skip
 
@@ -125,3 +136,22 @@ def test_sfm_else_prediction_follows_the_capture(scene):
     assert initial_gaussians(scene, backbone, config, refine).name == "splatfacto"
     bare = type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames)
     assert initial_gaussians(bare, backbone, config, refine).name == "prediction"
+
+
+def test_the_default_never_starts_from_a_prediction_that_renders_worse_than_splatfactos_start(scene):
+    """sfm-else-best: the SfM points where there are some; else the prediction only where its zero-step loss
+    beats splatfacto's random start (a prediction hiding the scene loses, exact depth wins)."""
+    refine, config = RefineConfig(), StartConfig(num_context_views=2, num_random=2000)
+    assert config.start == "sfm-else-best"
+    useless, good = (
+        BlindingConfig().setup(),
+        build_backbone(BackboneSelection(name="pointcloud", pointcloud=PointCloudInitConfig(source="depth"))),
+    )
+    assert initial_gaussians(scene, useless, config, refine).name == "splatfacto"
+    bare = type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames, depths=scene.depths)
+    for backbone, expected in ((useless, "splatfacto"), (good, "prediction")):
+        chosen = initial_gaussians(bare, backbone, config, refine)
+        assert set(chosen.probe_losses) == {"prediction", "splatfacto"} and chosen.name == expected
+        assert chosen.gaussians.num_gaussians == (
+            2000 if expected == "splatfacto" else good(bare.context(bare.context_indices(2)))[0].num_gaussians
+        )

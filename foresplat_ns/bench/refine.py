@@ -28,7 +28,7 @@ from foresplat_ns.backbones import Backbone, load_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import discover_scenes, evenly_spaced, load_scene
 from foresplat_ns.refine import RefineConfig, Refiner
-from foresplat_ns.start import RULES, START_NAMES, StartConfig, initial_gaussians, resolve_rule
+from foresplat_ns.start import PROBED, RULES, START_NAMES, StartConfig, initial_gaussians, resolve_rule
 
 CONSOLE = Console()
 
@@ -129,7 +129,7 @@ def same_start_as(label: str, inits: Dict[str, Init], scene, done) -> Optional[s
 
     def key(init: Init):
         start = resolve_rule(init.start, scene)
-        if start == "auto":
+        if start in PROBED:
             return None
         if start == "splatfacto":
             return (start,)
