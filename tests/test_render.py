@@ -13,7 +13,7 @@ import torch
 import foresplat_ns.render.rasterize as rasterize_module
 from foresplat_ns.render import rasterization
 from foresplat_ns.render.projection import project_gaussians
-from foresplat_ns.render.rasterize import rasterize_on_cpu
+from foresplat_ns.render.rasterize import rasterize_on_cpu, use_compositor
 from foresplat_ns.render.reference import reference_composite
 
 WIDTH, HEIGHT = 37, 29  # not multiples of the tile size: partial tiles at the right and bottom
@@ -143,17 +143,22 @@ def test_tiles_match_brute_force_reference(render_mode, rasterize_mode, with_bac
     assert bool((info["radii"] == 0).any()) and bool((info["radii"] > 0).any())
 
 
+@pytest.mark.parametrize("compositor", ["compiled", "torch"])
 @pytest.mark.parametrize(
     "tile_size, block_size, chunk_elements, segment_length",
     [(16, 4, 16 * 5, 3), (16, 16, 1 << 12, 7), (16, 8, 1, 1), (12, 8, 1 << 10, 5), (8, 8, 1 << 18, 256)],
 )
-def test_chunking_segmenting_and_block_size_do_not_change_results(monkeypatch, tile_size, block_size, chunk_elements, segment_length):
-    """Many small chunks and short depth segments (T carried across segments, early stops, padding),
-    and other tile sizes (a block size that does not divide the tile size falls back to the tile)."""
+def test_chunking_segmenting_and_block_size_do_not_change_results(
+    monkeypatch, compositor, tile_size, block_size, chunk_elements, segment_length
+):
+    """Other block and tile sizes (a block size that does not divide the tile size falls back to the
+    tile) for both compositors; for the torch one also many small chunks and short depth segments (T
+    carried across segments, early stops, padding)."""
     monkeypatch.setattr(rasterize_module, "BLOCK_SIZE", block_size)
     monkeypatch.setattr(rasterize_module, "CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(rasterize_module, "SEGMENT_LENGTH", segment_length)
-    assert_matches_reference(make_scene(seed=2), render_mode="RGB+D", absgrad=True, tile_size=tile_size)
+    with use_compositor(compositor):
+        assert_matches_reference(make_scene(seed=2), render_mode="RGB+D", absgrad=True, tile_size=tile_size)
 
 
 def test_depth_modes_are_consistent():

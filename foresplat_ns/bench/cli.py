@@ -15,10 +15,13 @@ from foresplat_ns.bench.raster import RasterBenchConfig
 from foresplat_ns.bench.raster import main as raster_main
 from foresplat_ns.bench.refine import RefineBenchConfig
 from foresplat_ns.bench.refine import main as refine_main
+from foresplat_ns.bench.step import StepBenchConfig
+from foresplat_ns.bench.step import main as step_main
 
 COMMANDS = {
     "raster": (RasterBenchConfig, raster_main),
     "refine": (RefineBenchConfig, refine_main),
+    "step": (StepBenchConfig, step_main),
     "metagrad": (MetaGradBenchConfig, metagrad_main),
     "backbone": (BackboneBenchConfig, backbone_main),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional
 
 import torch
@@ -68,17 +69,23 @@ class Refiner:
             group["lr"] = self.config.means_lr(self.step)
         for opt in self.optimizers.values():
             opt.step()
-        for name, p in self.params.items():
-            if not torch.isfinite(p).all():
-                raise FloatingPointError(f"refinement diverged: '{name}' became non-finite at step {self.step}")
-        if self.params["scales"].max() > 80:
-            # exp(log-scale) overflows float32 beyond ~88: divergence, caught before the renderer refuses it
-            raise FloatingPointError(
-                f"refinement diverged: log-scales reached {self.params['scales'].max().item():.3g} at step {self.step}"
-            )
+        self.check_finite()
         if self.strategy is not None:
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False)
         self.step += 1
+
+    @torch.no_grad()
+    def check_finite(self) -> None:
+        """Raise FloatingPointError if a parameter became non-finite or the log-scales diverged (one sync)."""
+        names = list(self.params)
+        # a sum is non-finite exactly when some element is (or overflows, then the exact check below decides)
+        sums = torch.stack([self.params[name].sum() for name in names] + [self.params["scales"].max()]).tolist()
+        for name, total in zip(names, sums):
+            if not math.isfinite(total) and not bool(torch.isfinite(self.params[name]).all()):
+                raise FloatingPointError(f"refinement diverged: '{name}' became non-finite at step {self.step}")
+        if sums[-1] > 80:
+            # exp(log-scale) overflows float32 beyond ~88: divergence, caught before the renderer refuses it
+            raise FloatingPointError(f"refinement diverged: log-scales reached {sums[-1]:.3g} at step {self.step}")
 
     def train_step(self, view: View) -> Tensor:
         loss = self.loss_and_grad(view)

@@ -28,7 +28,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .tiles import MIN_ALPHA, TileLayout
+from .tiles import MIN_ALPHA, ChunkPlan, TileLayout, plan_chunks
 
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
@@ -86,13 +86,13 @@ class _Workspace:
 class _Slots:
     """Every list slot of every chunk: its Gaussian's parameters relative to the slot's block centre."""
 
-    def __init__(self, layout: TileLayout, means2d: Tensor, conics: Tensor, opacities: Tensor):
+    def __init__(self, layout: TileLayout, plan: ChunkPlan, means2d: Tensor, conics: Tensor, opacities: Tensor):
         log_opacity = torch.log(opacities.clamp_min(torch.finfo(opacities.dtype).tiny))
         table = torch.cat([means2d.reshape(-1, 2), conics.reshape(-1, 3), log_opacity.reshape(-1, 1)], dim=-1)
         padding = table.new_zeros(1, 6)
         padding[0, 5] = _PADDING_LOG_OPACITY
-        rows = torch.cat([table, padding]).index_select(0, layout.slot_ids)  # [S, 6]
-        centres = layout.block_centres(layout.slot_blocks, rows.dtype)
+        rows = torch.cat([table, padding]).index_select(0, plan.slot_ids)  # [S, 6]
+        centres = layout.block_centres(plan.slot_blocks, rows.dtype)
         self.mx, self.my = rows[:, 0] - centres[:, 0], rows[:, 1] - centres[:, 1]
         self.c0, self.c1, self.c2, self.log_opacity = rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5]
 
@@ -193,19 +193,21 @@ class BlockComposite(torch.autograd.Function):
         width: int,
         height: int,
         absgrad: bool,
+        chunk_elements: int,
         segment_length: int,
     ) -> Tuple[Tensor, Tensor]:
         dtype, device, depth = colors.dtype, colors.device, colors.shape[-1]
         pixels = layout.block_size**2
+        plan = plan_chunks(layout, chunk_elements, segment_length)
         monomials = pixel_monomials(layout.block_size, dtype, device)
-        coefficients = _Slots(layout, means2d, conics, opacities).exponent_coefficients() * math.log2(math.e)
-        slot_colors = _with_padding_row(colors).index_select(0, layout.slot_ids)
+        coefficients = _Slots(layout, plan, means2d, conics, opacities).exponent_coefficients() * math.log2(math.e)
+        slot_colors = _with_padding_row(colors).index_select(0, plan.slot_ids)
         workspace, min_alpha = _Workspace(dtype, device), _just_below(MIN_ALPHA, dtype)
 
         accumulated = colors.new_zeros(layout.n_blocks, pixels, depth)
         final_t = colors.new_ones(layout.n_blocks, pixels)
         used = torch.zeros(layout.n_blocks, pixels, dtype=torch.int32, device=device)
-        for chunk in layout.chunks:
+        for chunk in plan.chunks:
             lists = _ChunkSlots(chunk, segment_length)
             chunk_coefficients, chunk_colors = lists.view(coefficients), lists.view(slot_colors)
             colour = colors.new_zeros(len(chunk.blocks), pixels, depth)
@@ -235,7 +237,8 @@ class BlockComposite(torch.autograd.Function):
         if backgrounds is not None:
             render = render + remaining * backgrounds[:, None, None, :]
 
-        ctx.layout, ctx.width, ctx.height, ctx.absgrad, ctx.segment_length = layout, width, height, absgrad, segment_length
+        ctx.layout, ctx.plan, ctx.width, ctx.height, ctx.absgrad = layout, plan, width, height, absgrad
+        ctx.segment_length = segment_length
         ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, accumulated, final_t, used)
         return render, 1.0 - remaining
 
@@ -243,12 +246,13 @@ class BlockComposite(torch.autograd.Function):
     def backward(ctx, grad_render: Tensor, grad_alpha: Tensor):
         means2d, conics, opacities, colors, backgrounds, accumulated, final_t, used = ctx.saved_tensors
         layout: TileLayout = ctx.layout
+        plan: ChunkPlan = ctx.plan
         n_cameras, n_gaussians, depth = colors.shape
         dtype, device = colors.dtype, colors.device
         monomials = pixel_monomials(layout.block_size, dtype, device)
-        slots = _Slots(layout, means2d, conics, opacities)
+        slots = _Slots(layout, plan, means2d, conics, opacities)
         coefficients = slots.exponent_coefficients() * math.log2(math.e)  # gradients are w.r.t. the natural ones
-        slot_colors = _with_padding_row(colors).index_select(0, layout.slot_ids)
+        slot_colors = _with_padding_row(colors).index_select(0, plan.slot_ids)
         mean_slopes = slots.mean_slopes() if ctx.absgrad else None
         workspace, min_alpha = _Workspace(dtype, device), _just_below(MIN_ALPHA, dtype)
 
@@ -263,12 +267,12 @@ class BlockComposite(torch.autograd.Function):
             beyond = beyond + (grad_blocks * backgrounds[camera_of_block][:, None, :]).sum(-1)
         beyond = (beyond * final_t + (accumulated * grad_blocks).sum(-1))[..., None]
 
-        n_slots = layout.slot_ids.numel()
+        n_slots = plan.slot_ids.numel()
         grad_coefficients = coefficients.new_zeros(n_slots, 6)
         grad_slot_colors = coefficients.new_zeros(n_slots, depth)
         abs_slots = coefficients.new_zeros(n_slots, 2) if ctx.absgrad else None
         lengths = used.amax(dim=1)
-        for chunk in layout.chunks:
+        for chunk in plan.chunks:
             lists = _ChunkSlots(chunk, ctx.segment_length)
             length = int(lengths[chunk.blocks].max())  # later slots got no light: no gradient
             chunk_coefficients, chunk_colors = lists.view(coefficients), lists.view(slot_colors)
@@ -303,13 +307,13 @@ class BlockComposite(torch.autograd.Function):
                     )
 
         grad_table = torch.zeros(n_cameras * n_gaussians + 1, 6, dtype=dtype, device=device)
-        grad_table.index_add_(0, layout.slot_ids, slots.chain(grad_coefficients))
+        grad_table.index_add_(0, plan.slot_ids, slots.chain(grad_coefficients))
         grad_colors = torch.zeros(n_cameras * n_gaussians + 1, depth, dtype=dtype, device=device)
-        grad_colors.index_add_(0, layout.slot_ids, grad_slot_colors)
+        grad_colors.index_add_(0, plan.slot_ids, grad_slot_colors)
         shape = (n_cameras, n_gaussians)
         if abs_slots is not None:
             abs_grad = torch.zeros(n_cameras * n_gaussians + 1, 2, dtype=dtype, device=device)
-            means2d.absgrad = abs_grad.index_add_(0, layout.slot_ids, abs_slots)[:-1].view(*shape, 2)
+            means2d.absgrad = abs_grad.index_add_(0, plan.slot_ids, abs_slots)[:-1].view(*shape, 2)
         grad_opacities = grad_table[:-1, 5] / opacities.flatten().clamp_min(torch.finfo(dtype).tiny)
         grad_backgrounds = None
         if backgrounds is not None and ctx.needs_input_grad[4]:
@@ -320,6 +324,7 @@ class BlockComposite(torch.autograd.Function):
             grad_opacities.view(shape),
             grad_colors[:-1].view(*shape, depth),
             grad_backgrounds,
+            None,
             None,
             None,
             None,
@@ -352,8 +357,11 @@ def composite_blocks(
     width: int,
     height: int,
     absgrad: bool = False,
+    chunk_elements: int = 1 << 18,
     segment_length: int = 256,
 ) -> Tuple[Tensor, Tensor]:
-    """Render [C, H, W, D] colours and [C, H, W, 1] alphas of projected Gaussians through `layout`
-    (planned with the same `segment_length`)."""
-    return BlockComposite.apply(means2d, conics, opacities, colors, backgrounds, layout, width, height, absgrad, segment_length)
+    """Render [C, H, W, D] colours and [C, H, W, 1] alphas of projected Gaussians through `layout`,
+    compositing chunks of ~`chunk_elements` pixel-slot pairs, `segment_length` list slots at a time."""
+    return BlockComposite.apply(
+        means2d, conics, opacities, colors, backgrounds, layout, width, height, absgrad, chunk_elements, segment_length
+    )

@@ -7,12 +7,14 @@ can train, test and benchmark with the same code that runs gsplat's kernels on a
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, Literal, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .composite import composite_blocks
+from .composite_kernel import composite_compiled
 from .projection import camera_centres, project_gaussians
 from .reference import reference_composite
 from .sh import evaluate_sh
@@ -20,11 +22,29 @@ from .tiles import build_tile_layout
 from .validation import validate_rasterization_inputs
 
 CHUNK_ELEMENTS = 1 << 18
-"""Pixel-slot pairs composited at once: small enough that a chunk's intermediates stay in cache."""
+"""The torch compositor's pixel-slot pairs composited at once: small enough that a chunk's intermediates stay in cache."""
 SEGMENT_LENGTH = 256
-"""List slots composited at once; T is carried across segments, and the forward stops once T <= 1e-4."""
+"""The torch compositor's list slots composited at once; T is carried across segments, and the forward stops once T <= 1e-4."""
 BLOCK_SIZE = 8
 """Side of the pixel blocks the CPU compositor works on (when it divides tile_size)."""
+Compositor = Literal["compiled", "torch"]
+COMPOSITOR: Compositor = "compiled"
+"""The CPU compositor: "compiled" (numba loops, composite_kernel.py, the fast default) or "torch" (the
+vectorised PyTorch one, composite.py, kept as the reference the compiled one is tested against).
+Switch it with `use_compositor`."""
+
+
+@contextmanager
+def use_compositor(name: Compositor) -> Iterator[None]:
+    """Render on the CPU with compositor `name` inside the block (for tests and benchmarks)."""
+    global COMPOSITOR
+    if name not in ("compiled", "torch"):
+        raise ValueError(f"unknown compositor {name!r}; choose 'compiled' or 'torch'")
+    previous, COMPOSITOR = COMPOSITOR, name
+    try:
+        yield
+    finally:
+        COMPOSITOR = previous
 
 
 def _block_size(tile_size: int) -> int:
@@ -90,8 +110,9 @@ def rasterize_on_cpu(
     radius_clip=0.0, eps2d=0.3, sh_degree=None, tile_size=16, backgrounds=None, render_mode="RGB",
     absgrad=False, rasterize_mode="classic", dense_reference=False,
 ):  # fmt: skip
-    """The CPU path after validation; `dense_reference=True` composites with the brute-force reference
-    (same projection, colours and render modes) so tests and benchmarks compare like with like."""
+    """The CPU path after validation, compositing with `COMPOSITOR`; `dense_reference=True` composites with
+    the brute-force reference (same projection, colours and render modes) so tests and benchmarks compare
+    like with like."""
     n_cameras = viewmats.shape[0]
     projection = project_gaussians(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane,
@@ -121,13 +142,13 @@ def rasterize_on_cpu(
     else:
         layout = build_tile_layout(
             projection.means2d.detach(), projection.radii, projection.depths.detach(), projection.conics.detach(),
-            per_view_opacities.detach(), tile_size, tile_width, tile_height, _block_size(tile_size), CHUNK_ELEMENTS,
-            SEGMENT_LENGTH,
+            per_view_opacities.detach(), tile_size, tile_width, tile_height, _block_size(tile_size),
         )  # fmt: skip
-        render_colors, render_alphas = composite_blocks(
-            projection.means2d, projection.conics, per_view_opacities, colors, backgrounds, layout, width, height,
-            absgrad, SEGMENT_LENGTH,
-        )  # fmt: skip
+        composited = (projection.means2d, projection.conics, per_view_opacities, colors, backgrounds, layout, width, height)
+        if COMPOSITOR == "compiled":
+            render_colors, render_alphas = composite_compiled(*composited, absgrad)
+        else:
+            render_colors, render_alphas = composite_blocks(*composited, absgrad, CHUNK_ELEMENTS, SEGMENT_LENGTH)
     if render_mode in ("ED", "RGB+ED"):
         expected_depth = render_colors[..., -1:] / render_alphas.clamp(min=1e-10)
         render_colors = torch.cat([render_colors[..., :-1], expected_depth], dim=-1)

@@ -9,7 +9,9 @@ A block lists the Gaussians of its tile whose alpha can reach 1/255 somewhere in
 o exp(-sigma) >= 1/255 is the ellipse sigma <= ln(255 o), and a block missing that ellipse's bounding box
 would see alpha 0 (skipped) from it at every pixel. Dropping such entries changes neither the image
 nor the gradients, but cuts the pixel-Gaussian pairs to evaluate roughly in half for 8-pixel blocks.
-Cameras are batched by numbering (camera, block) pairs along one axis. Nothing here needs gradients.
+Cameras are batched by numbering (camera, block) pairs along one axis. The compiled compositor walks
+the lists as they are; the vectorised PyTorch one pads and groups them first (`plan_chunks`). Nothing
+here needs gradients.
 """
 
 from __future__ import annotations
@@ -34,11 +36,7 @@ class Chunk:
 
 @dataclass
 class TileLayout:
-    """Front-to-back Gaussian lists per (camera, block) and the chunks to composite them in.
-
-    Slots are the padded lists of all chunks laid end to end: chunk k's lists are
-    slot_ids[offset : offset + B*length].view(B, length), padded with index C*N (no Gaussian).
-    """
+    """Front-to-back Gaussian lists per (camera, block): block b's list is ids[starts[b] : starts[b] + counts[b]]."""
 
     n_cameras: int
     n_gaussians: int
@@ -46,19 +44,34 @@ class TileLayout:
     blocks_x: int
     blocks_y: int
     counts: Tensor  # [C * blocks_y * blocks_x] list lengths
-    chunks: List[Chunk]
-    slot_ids: Tensor  # [S] int64 flat Gaussian index c*N + n, or C*N for padding
-    slot_blocks: Tensor  # [S] int64 block of each slot
+    ids: Tensor  # [E] int64 flat Gaussian index c*N + n of every list entry, lists end to end in block order
 
     @property
     def n_blocks(self) -> int:
         return self.n_cameras * self.blocks_y * self.blocks_x
+
+    @property
+    def starts(self) -> Tensor:
+        return torch.cumsum(self.counts, 0) - self.counts
 
     def block_centres(self, blocks: Tensor, dtype: torch.dtype) -> Tensor:
         """Pixel coordinates [len(blocks), 2] (x, y) of the centre of each flat block index."""
         in_camera = blocks % (self.blocks_x * self.blocks_y)
         corner = torch.stack([in_camera % self.blocks_x, in_camera // self.blocks_x], dim=-1)
         return (corner * self.block_size).to(dtype) + self.block_size / 2
+
+
+@dataclass
+class ChunkPlan:
+    """The lists padded and grouped into chunks for the vectorised (PyTorch) compositor.
+
+    Slots are the padded lists of all chunks laid end to end: chunk k's lists are
+    slot_ids[offset : offset + B*length].view(B, length), padded with index C*N (no Gaussian).
+    """
+
+    chunks: List[Chunk]
+    slot_ids: Tensor  # [S] int64 flat Gaussian index c*N + n, or C*N for padding
+    slot_blocks: Tensor  # [S] int64 block of each slot
 
 
 def tile_bounds(means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int, tile_height: int) -> Tuple[Tensor, ...]:
@@ -102,12 +115,8 @@ def build_tile_layout(
     tile_width: int,
     tile_height: int,
     block_size: int,
-    chunk_elements: int,
-    segment_length: int,
 ) -> TileLayout:
-    """Intersect projected Gaussians [C, N] with blocks and plan chunks for the compositor, which walks
-    a chunk's lists `segment_length` slots at a time: a chunk holds ~`chunk_elements` pixel-slot pairs
-    per segment.
+    """Intersect projected Gaussians [C, N] with blocks: every block's list, front to back.
 
     Left out entirely: culled Gaussians (radius 0), opacity below 1/255 (alpha can never reach it) and
     conics that are not positive definite (sigma < 0 everywhere: gsplat skips every pixel).
@@ -143,20 +152,17 @@ def build_tile_layout(
 
     counts = torch.bincount(block, minlength=n_cameras * blocks_x * blocks_y)
     order = torch.sort(block.int(), stable=True).indices  # stable: keeps each block's list front to back
-    ids = flat.index_select(0, order)
-    chunks, slot_ids, slot_blocks = _plan_chunks(
-        ids, counts, block_size * block_size, chunk_elements, segment_length, n_cameras * n_gaussians
-    )
-    return TileLayout(n_cameras, n_gaussians, block_size, blocks_x, blocks_y, counts, chunks, slot_ids, slot_blocks)
+    return TileLayout(n_cameras, n_gaussians, block_size, blocks_x, blocks_y, counts, flat.index_select(0, order))
 
 
-def _plan_chunks(ids: Tensor, counts: Tensor, pixels_per_block: int, chunk_elements: int, segment_length: int, pad: int):
+def plan_chunks(layout: TileLayout, chunk_elements: int, segment_length: int) -> ChunkPlan:
     """Group non-empty blocks longest list first, so blocks composited together need little padding.
 
-    Each group's [blocks, pixels, min(longest list, segment_length)] stays under `chunk_elements` (or is
-    a single block). Returns the chunks and their padded slots end to end.
+    Each group's [blocks, pixels, min(longest list, segment_length)] stays under `chunk_elements` pairs
+    (or is a single block): the compositor walks a chunk's lists `segment_length` slots at a time.
     """
-    starts = torch.cumsum(counts, 0) - counts
+    ids, counts, pixels_per_block = layout.ids, layout.counts, layout.block_size**2
+    pad, starts = layout.n_cameras * layout.n_gaussians, layout.starts
     lengths, blocks = torch.sort(counts, descending=True, stable=True)
     n_busy = int((lengths > 0).sum())
     lengths_list = lengths[:n_busy].tolist()
@@ -169,7 +175,7 @@ def _plan_chunks(ids: Tensor, counts: Tensor, pixels_per_block: int, chunk_eleme
         begin = end
     if not chunks:
         empty = torch.zeros(0, dtype=torch.long, device=counts.device)
-        return chunks, empty, empty
+        return ChunkPlan(chunks, empty, empty)
     chunk_blocks = torch.cat([chunk.blocks for chunk in chunks])
     chunk_lengths = torch.tensor([chunk.length for chunk in chunks], device=counts.device)
     per_block_length = torch.repeat_interleave(chunk_lengths, torch.tensor([len(chunk.blocks) for chunk in chunks], device=counts.device))
@@ -179,4 +185,4 @@ def _plan_chunks(ids: Tensor, counts: Tensor, pixels_per_block: int, chunk_eleme
     real = position < counts.index_select(0, slot_blocks)
     source = (starts.index_select(0, slot_blocks) + position).clamp_max(max(ids.numel() - 1, 0))
     slot_ids = torch.where(real, ids.index_select(0, source), torch.full_like(source, pad))
-    return chunks, slot_ids, slot_blocks
+    return ChunkPlan(chunks, slot_ids, slot_blocks)

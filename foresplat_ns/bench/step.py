@@ -1,0 +1,205 @@
+"""`foresplat-bench step`: one refinement step, phase by phase, for both CPU compositors.
+
+The step is `Refiner.train_step` from the shipped compact backbone's prediction on a generated scene
+(densification on, as `ns-train foresplat` runs), taken apart into render forward (projection, tiling,
+compositing; the argument checks counted under validation), loss, backward, Adam, the densification
+strategy's hooks, and validation (the rasteriser's argument checks and the refiner's finiteness checks).
+Each image size and thread count times the compiled compositor and the PyTorch one in the same run, so
+the ratios printed compare like with like; the median over the timed steps is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+PHASES = ("render", "loss", "backward", "adam", "strategy", "validation")
+COMPOSITORS = ("compiled", "torch")
+
+
+@dataclass
+class StepBenchConfig:
+    """Which sizes and thread counts to time, and how."""
+
+    sizes: Tuple[int, ...] = (64, 128, 256)
+    """Square image sizes of the generated scene, in pixels."""
+    threads: Tuple[int, ...] = (1, 2)
+    """torch.set_num_threads values (the compiled compositor follows them)."""
+    steps: int = 30
+    """Timed refinement steps per configuration (after `warmup` untimed ones); the median is reported."""
+    warmup: int = 5
+    """Untimed steps first: the kernels' first-call set-up and the allocator's warm-up."""
+    seed: int = 0
+    output: Optional[Path] = Path("bench-step.json")
+    """Where to write the rows as JSON (None: nowhere)."""
+
+
+class PhaseTimer:
+    """Seconds per phase of the current step."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+
+@contextmanager
+def _timed_validation(timer: PhaseTimer) -> Iterator[None]:
+    """Count the rasteriser's argument checks as validation (they run inside the render phase)."""
+    from foresplat_ns.render import rasterize
+
+    checks = rasterize.validate_rasterization_inputs
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return checks(*args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            timer.seconds["validation"] += elapsed
+            timer.seconds["render"] -= elapsed
+
+    rasterize.validate_rasterization_inputs = timed
+    try:
+        yield
+    finally:
+        rasterize.validate_rasterization_inputs = checks
+
+
+def timed_step(refiner, view, timer: PhaseTimer) -> None:
+    """`Refiner.train_step` (loss_and_grad, then apply) with each phase timed."""
+    from foresplat_ns.refine import background_for_step, composite_over, photometric_loss, render_view
+
+    config = refiner.config
+    for optimizer in refiner.optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    background = background_for_step(config, True, refiner.generator, view.image.device, view.image.dtype)
+    with timer.phase("render"), _timed_validation(timer):
+        pred, info = render_view(refiner.gaussians, view, config.active_sh_degree(refiner.step), background, absgrad=config.use_absgrad)
+    with timer.phase("strategy"):
+        refiner.strategy.step_pre_backward(refiner.params, refiner.optimizers, refiner.strategy_state, refiner.step, info)
+    with timer.phase("loss"):
+        loss = photometric_loss(pred, composite_over(view.image, background), config.ssim_lambda)
+    with timer.phase("validation"):
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"refinement loss became {loss.item()} at step {refiner.step}")
+    with timer.phase("backward"):
+        loss.backward()
+    refiner._info = info
+    with timer.phase("adam"):
+        for group in refiner.optimizers["means"].param_groups:
+            group["lr"] = config.means_lr(refiner.step)
+        for optimizer in refiner.optimizers.values():
+            optimizer.step()
+    with timer.phase("validation"):
+        refiner.check_finite()
+    with timer.phase("strategy"):
+        refiner.strategy.step_post_backward(refiner.params, refiner.optimizers, refiner.strategy_state, refiner.step, info, packed=False)
+    refiner.step += 1
+
+
+def prediction_workload(size: int, seed: int, folder: Path):
+    """The shipped compact backbone's prediction on a generated `size`² scene and the scene's training views."""
+    from foresplat_ns.backbones import load_backbone, shipped_checkpoint
+    from foresplat_ns.data import load_scene
+    from foresplat_ns.refine import RefineConfig
+    from foresplat_ns.start import StartConfig, initial_gaussians
+    from foresplat_ns.synth import SceneConfig, generate_scene
+
+    scene = folder / f"scene-{size}"
+    if not (scene / "transforms.json").is_file():
+        generate_scene(SceneConfig(seed=seed, resolution=size), scene, overwrite=True)
+    train, _ = load_scene(scene)
+    backbone, _ = load_backbone(shipped_checkpoint("compact"))
+    start = initial_gaussians(train, backbone, StartConfig(seed=seed), RefineConfig(), start="prediction")
+    return start.gaussians, train.views()
+
+
+def time_steps(gaussians, views, compositor: str, threads: int, steps: int, warmup: int, seed: int) -> Dict[str, float]:
+    """Median milliseconds per phase (and in all) over `steps` seeded, densifying refinement steps."""
+    from foresplat_ns.refine import RefineConfig, Refiner
+    from foresplat_ns.render.rasterize import use_compositor
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    refiner = Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator)
+    per_step: List[Dict[str, float]] = []
+    with use_compositor(compositor):
+        for step in range(warmup + steps):
+            timer = PhaseTimer()
+            began = time.perf_counter()
+            timed_step(refiner, views[step % len(views)], timer)
+            timer.seconds["total"] = time.perf_counter() - began
+            if step >= warmup:
+                per_step.append(dict(timer.seconds))
+    return {name: statistics.median(s.get(name, 0.0) for s in per_step) * 1e3 for name in (*PHASES, "total")}
+
+
+def run_step_bench(config: StepBenchConfig) -> List[Dict]:
+    """Time every size x threads x compositor, print the table and the ratios, return the rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from foresplat_ns.atomic import write_json_atomic
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(
+        f"refinement step benchmark: {os.cpu_count()} CPUs, median of {config.steps} steps after {config.warmup}, "
+        f"load average at start {os.getloadavg()[0]:.2f}"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for size in config.sizes:
+            gaussians, views = prediction_workload(size, config.seed, Path(folder))
+            for threads in config.threads:
+                for compositor in COMPOSITORS:
+                    ms = time_steps(gaussians, views, compositor, threads, config.steps, config.warmup, config.seed)
+                    rows.append({"size": size, "threads": threads, "compositor": compositor, "gaussians": gaussians.num_gaussians, **ms})
+                    console.print(f"  done {size}x{size}, {threads} thread(s), {compositor}: {ms['total']:.1f} ms/step")
+
+    table = Table(title="one refinement step from the shipped prediction, ms (median)")
+    for column in ("image", "threads", "compositor", *PHASES, "total", "speed-up", "2 vs 1 thread"):
+        table.add_column(column, justify="right")
+    by_key = {(r["size"], r["threads"], r["compositor"]): r for r in rows}
+    for row in rows:
+        torch_row = by_key.get((row["size"], row["threads"], "torch"))
+        single = by_key.get((row["size"], 1, row["compositor"]))
+        row["speedup_vs_torch"] = torch_row["total"] / row["total"] if torch_row else None
+        row["threads_speedup"] = single["total"] / row["total"] if single and row["threads"] != 1 else None
+        table.add_row(
+            f"{row['size']}x{row['size']}",
+            str(row["threads"]),
+            row["compositor"],
+            *(f"{row[phase]:.1f}" for phase in PHASES),
+            f"{row['total']:.1f}",
+            f"{row['speedup_vs_torch']:.2f}x" if row["speedup_vs_torch"] else "-",
+            f"{row['threads_speedup']:.2f}x" if row["threads_speedup"] else "-",
+        )
+    console.print(table)
+    console.print(f"load average at end {os.getloadavg()[0]:.2f} (timings on a shared machine vary with it)")
+    if config.output is not None:
+        write_json_atomic(config.output, {"config": {k: str(v) for k, v in vars(config).items()}, "rows": rows})
+        console.print(f"wrote {config.output}")
+    return rows
+
+
+def main(config: StepBenchConfig) -> None:
+    run_step_bench(config)

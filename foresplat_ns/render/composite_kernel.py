@@ -1,0 +1,331 @@
+"""The compositor of `composite.py` (same rules, inputs and outputs) as numba-compiled CPU loops.
+
+A block's pixels (8x8 by default) are walked together down the block's depth-sorted list, front to
+back, as gsplat's warps do: per list entry one pass over the block's pixels, written without branches
+so that LLVM vectorises it, each pixel carrying its transmittance and whether it still composites.
+A pixel stops before the first entry that would take T to 1e-4 or below, and the block stops once all
+its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses).
+
+The forward saves per pixel the colour before the background, the final transmittance and how many
+list entries it walked; the backward walks the same entries again, recomputing alpha and T exactly as
+the forward did, and gets the light behind each entry as (total - running sum), the total being known
+from the saved colour, as the PyTorch compositor does. Gradients summed over a block's pixels go to
+per-entry rows (an entry belongs to one block, so threads never share a row) and are scattered to the
+Gaussians with one index_add.
+
+Kernels are compiled per dtype and compute in it (float32 training packs twice the pixels per vector
+instruction). exp() is evaluated in plain arithmetic, to a few ulps: libm's exp is a call LLVM cannot
+vectorise, and it would cost more than everything else a pixel-Gaussian pair does. numba caches the
+machine code (`cache=True`) next to this file or, where that is read-only, in its user cache directory
+(NUMBA_CACHE_DIR overrides it): only the first call on a machine compiles (several seconds per dtype).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from typing import Callable, Dict, Optional, Tuple
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from .tiles import MIN_ALPHA, TileLayout
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's default OpenMP layer shares the OpenMP runtime with torch: launching its pool changes what
+    # torch.get_num_threads() reports (1 becomes the CPU count). The workqueue layer leaves torch alone.
+    numba.config.THREADING_LAYER = "workqueue"
+_LAUNCH = threading.Lock()
+"""The workqueue layer runs one parallel kernel at a time: renders from several Python threads (e.g.
+nerfstudio's viewer beside training) take turns."""
+_BLOCKS_PER_TASK = 4
+"""Blocks a thread takes at a time: lists differ in length, so threads take blocks as they free up."""
+
+MAX_ALPHA = 0.999
+MIN_TRANSMITTANCE = 1e-4
+_GRAD_COLUMNS = 8  # mean x, mean y, conic (3), opacity, |mean x|, |mean y|; the colour channels follow
+_FAST = {"contract", "reassoc"}
+"""Fused multiply-adds and reordered sums over a block's pixels: what lets LLVM vectorise the pixel loops."""
+_EXP_LIMIT = 6.0
+"""alpha = exp(-(sigma - ln o)) is evaluated for sigma - ln o clamped to [0, 6]: exp(-6) < 1/255 is skipped
+like any larger exponent, and below 0 alpha is clamped at 0.999 anyway."""
+_EXP_DEGREES = {np.float32: 7, np.float64: 13}
+"""Taylor degrees of exp(-r), |r| <= 3/8, with a truncation error below the dtype's rounding."""
+
+
+def _compile(dtype) -> Tuple[Callable, Callable]:
+    """The forward and backward kernels for float arrays of `dtype` (np.float32 or np.float64).
+
+    Constants are closure values of `dtype`, so float32 kernels stay in float32 (a float64 literal would
+    promote every expression it touches); numba caches each dtype's kernels under its own key.
+    """
+    F = dtype
+    zero, half, one = F(0.0), F(0.5), F(1.0)
+    max_alpha, min_alpha, min_t = F(MAX_ALPHA), F(MIN_ALPHA), F(MIN_TRANSMITTANCE)
+    limit, eighth, centre, scale = F(_EXP_LIMIT), F(0.125), F(0.375), F(math.exp(-0.375))
+    taylor = tuple(F((-1.0) ** n / math.factorial(n)) for n in range(_EXP_DEGREES[dtype] + 1))[::-1]
+
+    @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    def alpha_of(dx, dy, c0, c1, c2, log_opacity):
+        """(alpha, 0 where skipped below 1/255; o exp(-sigma) before the 0.999 clamp).
+
+        exp(-u) = (exp(-3/8) exp(-r))^8, r = u/8 - 3/8: a Taylor polynomial and three squarings."""
+        u = min(max(half * (c0 * dx * dx + c2 * dy * dy) + c1 * dx * dy - log_opacity, zero), limit)
+        r = u * eighth - centre
+        poly = zero
+        for coefficient in taylor:
+            poly = poly * r + coefficient
+        raw = scale * poly
+        raw *= raw
+        raw *= raw
+        raw *= raw
+        alpha = min(max_alpha, raw)
+        return (alpha if alpha >= min_alpha else zero), raw
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def block_pixels(block, block_size, blocks_x, blocks_y, width, height):
+        """The block's camera, first pixel, and its pixels' centres (x, y) and whether each lies in the
+        image (1 / 0), row-major over the block."""
+        per_camera = blocks_x * blocks_y
+        camera = block // per_camera
+        in_camera = block - camera * per_camera
+        x0, y0 = (in_camera % blocks_x) * block_size, (in_camera // blocks_x) * block_size
+        pixels = block_size * block_size
+        px, py, inside = np.empty(pixels, F), np.empty(pixels, F), np.empty(pixels, F)
+        for p in range(pixels):
+            x, y = x0 + p % block_size, y0 + p // block_size
+            px[p], py[p] = F(x) + half, F(y) + half
+            inside[p] = one if x < width and y < height else zero
+        return camera, x0, y0, px, py, inside
+
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    def forward(table, colors, ids, starts, counts, block_size, blocks_x, blocks_y, width, height, colour, final_t, used):
+        depth, pixels = colors.shape[1], block_size * block_size
+        for block in numba.prange(counts.shape[0]):
+            camera, x0, y0, px, py, running = block_pixels(block, block_size, blocks_x, blocks_y, width, height)
+            t = np.ones(pixels, F)
+            walked = np.zeros(pixels, F)
+            weight = np.empty(pixels, F)
+            accumulated = np.zeros((depth, pixels), F)
+            start = starts[block]
+            for k in range(counts[block]):
+                g = ids[start + k]
+                mx, my, c0, c1, c2, log_opacity = table[g, 0], table[g, 1], table[g, 2], table[g, 3], table[g, 4], table[g, 5]
+                alive = zero
+                for p in range(pixels):
+                    alpha, _ = alpha_of(px[p] - mx, py[p] - my, c0, c1, c2, log_opacity)
+                    # a pixel stops before the first entry that would take T to 1e-4 or below, and stays stopped
+                    go = running[p] if t[p] * (one - alpha) > min_t else zero
+                    weight[p] = go * alpha * t[p]
+                    t[p] *= one - go * alpha
+                    walked[p] += go
+                    running[p] = go
+                    alive += go
+                for d in range(depth):
+                    shade = colors[g, d]
+                    for p in range(pixels):
+                        accumulated[d, p] += weight[p] * shade
+                if alive == zero:
+                    break
+            for p in range(pixels):
+                x, y = x0 + p % block_size, y0 + p // block_size
+                if x < width and y < height:
+                    final_t[camera, y, x] = t[p]
+                    used[camera, y, x] = int(walked[p])
+                    for d in range(depth):
+                        colour[camera, y, x, d] = accumulated[d, p]
+
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    def backward(
+        table, colors, ids, starts, counts, block_size, blocks_x, blocks_y, width, height,
+        colour, final_t, used, grad_render, grad_alpha, backgrounds, grads,
+    ):  # fmt: skip
+        depth, pixels = colors.shape[1], block_size * block_size
+        for block in numba.prange(counts.shape[0]):
+            camera, x0, y0, px, py, inside = block_pixels(block, block_size, blocks_x, blocks_y, width, height)
+            # per pixel: dL/dcolour, how many entries it walked, and `beyond`: the light of every entry plus
+            # T_final dL/dT_final (dL/dT_final = dL/dcolour . background - dL/drender_alpha), which loses
+            # each entry's share as the walk passes it
+            grad_out = np.zeros((depth, pixels), F)
+            walked = np.zeros(pixels, F)
+            beyond = np.zeros(pixels, F)
+            longest = 0
+            for p in range(pixels):
+                x, y = x0 + p % block_size, y0 + p // block_size
+                if inside[p] != zero:
+                    walked[p] = used[camera, y, x]
+                    longest = max(longest, used[camera, y, x])
+                    towards_t = -grad_alpha[camera, y, x]
+                    light = zero
+                    for d in range(depth):
+                        grad_out[d, p] = grad_render[camera, y, x, d]
+                        towards_t += grad_render[camera, y, x, d] * backgrounds[camera, d]
+                        light += grad_render[camera, y, x, d] * colour[camera, y, x, d]
+                    beyond[p] = light + final_t[camera, y, x] * towards_t
+            t = np.ones(pixels, F)
+            weight = np.empty(pixels, F)
+            shade = np.empty(pixels, F)
+            start = starts[block]
+            for k in range(longest):
+                g = ids[start + k]
+                mx, my, c0, c1, c2, log_opacity = table[g, 0], table[g, 1], table[g, 2], table[g, 3], table[g, 4], table[g, 5]
+                shade[:] = zero
+                for d in range(depth):
+                    tint = colors[g, d]
+                    for p in range(pixels):
+                        shade[p] += grad_out[d, p] * tint
+                mean_x = mean_y = abs_x = abs_y = conic0 = conic1 = conic2 = towards_log = zero
+                for p in range(pixels):
+                    dx, dy = px[p] - mx, py[p] - my
+                    alpha, raw = alpha_of(dx, dy, c0, c1, c2, log_opacity)
+                    alpha = alpha if k < walked[p] else zero
+                    weight[p] = alpha * t[p]
+                    beyond[p] -= weight[p] * shade[p]
+                    grad_alpha_k = t[p] * shade[p] - beyond[p] / (one - alpha)
+                    # dL/dlog(alpha), 0 where alpha was clamped at 0.999 (it then moves with neither opacity nor position)
+                    grad_log = grad_alpha_k * alpha if raw <= max_alpha else zero
+                    towards_log += grad_log
+                    conic0 -= half * grad_log * dx * dx
+                    conic1 -= grad_log * dx * dy
+                    conic2 -= half * grad_log * dy * dy
+                    along_x = grad_log * (c0 * dx + c1 * dy)
+                    along_y = grad_log * (c1 * dx + c2 * dy)
+                    mean_x += along_x
+                    mean_y += along_y
+                    abs_x += abs(along_x)
+                    abs_y += abs(along_y)
+                    t[p] *= one - alpha
+                row = grads[start + k]
+                row[0], row[1], row[2], row[3], row[4] = mean_x, mean_y, conic0, conic1, conic2
+                row[5], row[6], row[7] = towards_log / table[g, 6], abs_x, abs_y
+                for d in range(depth):
+                    total = zero
+                    for p in range(pixels):
+                        total += weight[p] * grad_out[d, p]
+                    row[_GRAD_COLUMNS + d] = total
+
+    return forward, backward
+
+
+_KERNELS: Dict[torch.dtype, Tuple[Callable, Callable]] = {}
+
+
+def _kernels(dtype: torch.dtype) -> Tuple[Callable, Callable]:
+    if dtype not in _KERNELS:
+        _KERNELS[dtype] = _compile({torch.float32: np.float32, torch.float64: np.float64}[dtype])
+    return _KERNELS[dtype]
+
+
+def _launch(kernel: Callable, *args) -> None:
+    """Run a kernel on as many threads as torch uses (the presets set OMP_NUM_THREADS=1 for both)."""
+    with _LAUNCH, numba.parallel_chunksize(_BLOCKS_PER_TASK):
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
+
+
+def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
+    return tensor.detach().to(dtype).contiguous().numpy()
+
+
+def _tables(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-Gaussian rows [C*N, 7] (mean, conic, log opacity, opacity) and colours [C*N, D]."""
+    with torch.no_grad():
+        opacity = opacities.reshape(-1, 1)
+        log_opacity = torch.log(opacity.clamp_min(torch.finfo(opacity.dtype).tiny))
+        table = torch.cat([means2d.reshape(-1, 2), conics.reshape(-1, 3), log_opacity, opacity], dim=-1)
+    return _array(table, colors.dtype), _array(colors.reshape(-1, colors.shape[-1]), colors.dtype)
+
+
+def _lists(layout: TileLayout, width: int, height: int) -> tuple:
+    """The layout as the kernels take it: ids, starts, counts and the block geometry."""
+    ids, starts, counts = (tensor.contiguous().numpy() for tensor in (layout.ids, layout.starts, layout.counts))
+    return ids, starts, counts, layout.block_size, layout.blocks_x, layout.blocks_y, width, height
+
+
+class CompiledComposite(torch.autograd.Function):
+    """(means2d, conics, opacities, colors, backgrounds) -> (render [C,H,W,D], alpha [C,H,W,1]), as
+    `composite.BlockComposite` computes them, with the loops compiled by numba."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        means2d: Tensor,  # [C, N, 2]
+        conics: Tensor,  # [C, N, 3]
+        opacities: Tensor,  # [C, N]
+        colors: Tensor,  # [C, N, D]
+        backgrounds: Optional[Tensor],  # [C, D]
+        layout: TileLayout,
+        width: int,
+        height: int,
+        absgrad: bool,
+    ) -> Tuple[Tensor, Tensor]:
+        n_cameras, depth, dtype = layout.n_cameras, colors.shape[-1], colors.dtype
+        forward, _ = _kernels(dtype)
+        colour = torch.empty(n_cameras, height, width, depth, dtype=dtype)  # the kernel writes every pixel
+        final_t = torch.empty(n_cameras, height, width, dtype=dtype)
+        used = torch.empty(n_cameras, height, width, dtype=torch.int32)
+        _launch(
+            forward,
+            *_tables(means2d, conics, opacities, colors),
+            *_lists(layout, width, height),
+            colour.numpy(),
+            final_t.numpy(),
+            used.numpy(),
+        )
+        remaining = final_t[..., None]
+        render = colour if backgrounds is None else colour + remaining * backgrounds[:, None, None, :]
+        ctx.layout, ctx.width, ctx.height, ctx.absgrad = layout, width, height, absgrad
+        ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, colour, final_t, used)
+        return render, 1.0 - remaining
+
+    @staticmethod
+    def backward(ctx, grad_render: Tensor, grad_alpha: Tensor):
+        means2d, conics, opacities, colors, backgrounds, colour, final_t, used = ctx.saved_tensors
+        layout: TileLayout = ctx.layout
+        n_cameras, n_gaussians, depth = colors.shape
+        dtype = colors.dtype
+        _, backward = _kernels(dtype)
+        background_rows = backgrounds if backgrounds is not None else colors.new_zeros(n_cameras, depth)
+        grads = torch.zeros(layout.ids.numel(), _GRAD_COLUMNS + depth, dtype=dtype)
+        _launch(
+            backward, *_tables(means2d, conics, opacities, colors), *_lists(layout, ctx.width, ctx.height), colour.numpy(),
+            final_t.numpy(), used.numpy(), _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
+            _array(background_rows, dtype), grads.numpy(),
+        )  # fmt: skip
+        per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
+        per_gaussian.index_add_(0, layout.ids, grads)
+        shape = (n_cameras, n_gaussians)
+        if ctx.absgrad:
+            means2d.absgrad = per_gaussian[:, 6:8].reshape(*shape, 2)
+        grad_backgrounds = None
+        if backgrounds is not None and ctx.needs_input_grad[4]:
+            grad_backgrounds = (grad_render * final_t[..., None]).sum((1, 2))
+        return (
+            per_gaussian[:, 0:2].reshape(*shape, 2),
+            per_gaussian[:, 2:5].reshape(*shape, 3),
+            per_gaussian[:, 5].reshape(shape),
+            per_gaussian[:, _GRAD_COLUMNS:].reshape(*shape, depth),
+            grad_backgrounds,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def composite_compiled(
+    means2d: Tensor,
+    conics: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    backgrounds: Optional[Tensor],
+    layout: TileLayout,
+    width: int,
+    height: int,
+    absgrad: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Render [C, H, W, D] colours and [C, H, W, 1] alphas of projected Gaussians through `layout`."""
+    return CompiledComposite.apply(means2d, conics, opacities, colors, backgrounds, layout, width, height, absgrad)

@@ -1,0 +1,167 @@
+"""The numba-compiled compositor against the PyTorch one (the reference it replaces by default): images,
+alphas and every gradient in float64 on awkward scenes, gradcheck, float32, and the thread settings.
+
+The brute-force checks of tests/test_render.py run through the default (compiled) compositor too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_render import make_scene, render_and_grads
+
+import foresplat_ns.render.rasterize as rasterize_module
+from foresplat_ns.render.composite import composite_blocks
+from foresplat_ns.render.composite_kernel import composite_compiled
+from foresplat_ns.render.rasterize import rasterize_on_cpu, use_compositor
+from foresplat_ns.render.tiles import build_tile_layout
+
+TILE = 16
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny scenes: one thread is as fast and spares thread-pool wake-ups on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def projected_scene(seed: int, n_cameras: int, count: int, width: int, height: int, opaque: bool = False, depth: int = 3):
+    """Random projected Gaussians [C, N]: screen means, conics of random anisotropic covariances, their
+    3-sigma radii, depths, opacities (0.95-1.0 when `opaque`, so many alphas clamp at 0.999) and colours."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (n_cameras, count)
+    means2d = torch.rand(*shape, 2, generator=g, dtype=torch.float64) * torch.tensor([width, height]) * 1.2 - 2
+    angle = torch.rand(shape, generator=g, dtype=torch.float64) * math.pi
+    sides = 0.5 + 4 * torch.rand(*shape, 2, generator=g, dtype=torch.float64)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a = (sides[..., 0] * cos) ** 2 + (sides[..., 1] * sin) ** 2
+    c = (sides[..., 0] * sin) ** 2 + (sides[..., 1] * cos) ** 2
+    b = (sides[..., 0] ** 2 - sides[..., 1] ** 2) * cos * sin
+    det = a * c - b * b
+    conics = torch.stack([c / det, -b / det, a / det], dim=-1)
+    radii = torch.ceil(3 * sides.amax(-1)).int()
+    low = 0.95 if opaque else 0.05
+    opacities = low + (1.0 - low) * torch.rand(shape, generator=g, dtype=torch.float64)
+    depths = 1 + torch.rand(shape, generator=g, dtype=torch.float64)
+    colors = torch.rand(*shape, depth, generator=g, dtype=torch.float64)
+    backgrounds = torch.rand(n_cameras, depth, generator=g, dtype=torch.float64)
+    return means2d, conics, opacities, colors, backgrounds, radii, depths
+
+
+def composite_with_grads(composite, scene, width: int, height: int, block_size: int = 8, with_backgrounds: bool = True):
+    means2d, conics, opacities, colors, backgrounds, radii, depths = scene
+    layout = build_tile_layout(
+        means2d, radii, depths, conics, opacities, TILE, math.ceil(width / TILE), math.ceil(height / TILE), block_size
+    )
+    inputs = [t.detach().clone().requires_grad_(True) for t in (means2d, conics, opacities, colors, backgrounds)]
+    image, alpha = composite(*inputs[:4], inputs[4] if with_backgrounds else None, layout, width, height, absgrad=True)
+    g = torch.Generator().manual_seed(7)
+    loss = (image * torch.randn(image.shape, generator=g, dtype=torch.float64).to(image.dtype)).sum()
+    loss = loss + (alpha * torch.randn(alpha.shape, generator=g, dtype=torch.float64).to(alpha.dtype)).sum()
+    inputs[0].retain_grad()
+    loss.backward()
+    grads = {name: t.grad for name, t in zip(("means2d", "conics", "opacities", "colors", "backgrounds"), inputs)}
+    grads["absgrad"] = inputs[0].absgrad
+    return image.detach(), alpha.detach(), grads
+
+
+@pytest.mark.parametrize(
+    "seed, n_cameras, count, width, height, opaque, block_size, with_backgrounds",
+    [
+        (0, 1, 60, 37, 29, False, 8, True),  # image not a multiple of the block or tile size
+        (1, 2, 400, 40, 24, False, 8, True),  # dense: most pixels run out of transmittance
+        (2, 2, 150, 33, 35, True, 8, False),  # opaque: alphas clamp at 0.999, early stops
+        (3, 1, 200, 48, 16, False, 4, True),  # small blocks: many Gaussians straddle block borders
+        (4, 3, 120, 20, 20, False, 16, True),  # one block per tile, three cameras
+    ],
+)
+def test_compiled_matches_torch_compositor(seed, n_cameras, count, width, height, opaque, block_size, with_backgrounds):
+    scene = projected_scene(seed, n_cameras, count, width, height, opaque)
+    image, alpha, grads = composite_with_grads(composite_compiled, scene, width, height, block_size, with_backgrounds)
+    ref_image, ref_alpha, ref_grads = composite_with_grads(composite_blocks, scene, width, height, block_size, with_backgrounds)
+    torch.testing.assert_close(image, ref_image, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(alpha, ref_alpha, rtol=1e-9, atol=1e-10)
+    for name, grad in grads.items():
+        if name == "backgrounds" and not with_backgrounds:
+            assert grad is None and ref_grads[name] is None
+            continue
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-7, atol=1e-9, msg=lambda m: f"d/d{name}: {m}")
+        assert float(grad.abs().sum()) > 0, f"d/d{name} is all zero: the comparison would prove nothing"
+    if opaque or count >= 400:
+        assert float(alpha.max()) > 0.999  # pixels saturate: the 1e-4 stop is exercised
+
+
+def test_render_modes_match_torch_compositor():
+    """RGB+ED through the whole CPU rasteriser (depth as a channel, expected depth after compositing)."""
+    scene = make_scene(seed=11)
+    options = dict(render_mode="RGB+ED", sh_degree=None, absgrad=True)
+    colors, alphas, grads, _ = render_and_grads(scene, dense=False, **options)
+    with use_compositor("torch"):
+        ref_colors, ref_alphas, ref_grads, _ = render_and_grads(scene, dense=False, **options)
+    torch.testing.assert_close(colors, ref_colors, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(alphas, ref_alphas, rtol=1e-9, atol=1e-10)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], rtol=1e-7, atol=1e-9, msg=lambda m: f"d/d{name}: {m}")
+
+
+def test_gradcheck_compiled_compositor():
+    means2d, conics, opacities, colors, backgrounds, radii, depths = projected_scene(5, 1, 6, 10, 9)
+    layout = build_tile_layout(means2d, radii, depths, conics, opacities, TILE, 1, 1, 8)
+
+    def render(means2d, conics, opacities, colors, backgrounds):
+        return composite_compiled(means2d, conics, opacities, colors, backgrounds, layout, 10, 9)
+
+    inputs = [t.clone().requires_grad_(True) for t in (means2d, conics, opacities, colors, backgrounds)]
+    assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_float32_kernel_matches_float64():
+    scene = projected_scene(6, 2, 200, 40, 30)
+    image64, alpha64, grads64 = composite_with_grads(composite_compiled, scene, 40, 30)
+    single = [t.float() if t.dtype == torch.float64 else t for t in scene]
+    image32, alpha32, grads32 = composite_with_grads(composite_compiled, single, 40, 30)
+    assert image32.dtype == alpha32.dtype == grads32["means2d"].dtype == torch.float32
+    # float32 may flip a pair sitting on the 1/255 or 1e-4 threshold (a pixel moves by ~1/255 at most)
+    difference = (image32.double() - image64).abs()
+    assert float(difference.max()) < 5e-3 and float(difference.mean()) < 1e-5
+    for name in ("colors", "opacities"):
+        error = (grads32[name].double() - grads64[name]).norm() / grads64[name].norm()
+        assert float(error) < 1e-3, f"d/d{name}: relative error {float(error):.2e}"
+
+
+def test_kernel_threads_follow_torch_and_leave_its_setting_alone():
+    scene = projected_scene(8, 1, 100, 32, 32)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        image, _, _ = composite_with_grads(composite_compiled, scene, 32, 32)
+        assert torch.get_num_threads() == threads
+        torch.testing.assert_close(image, composite_with_grads(composite_blocks, scene, 32, 32)[0], rtol=1e-9, atol=1e-10)
+
+
+def test_use_compositor_switches_and_restores():
+    assert rasterize_module.COMPOSITOR == "compiled"
+    with pytest.raises(ValueError, match="unknown compositor"):
+        with use_compositor("cuda"):
+            pass
+    means = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64)
+    args = (
+        means,
+        torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
+        torch.full((1, 3), 0.1, dtype=torch.float64),
+        torch.tensor([0.7], dtype=torch.float64),
+        torch.tensor([[0.2, 0.4, 0.6]], dtype=torch.float64),
+        torch.eye(4, dtype=torch.float64)[None],
+        torch.tensor([[[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]]], dtype=torch.float64),
+        16,
+        16,
+    )
+    compiled, _, _ = rasterize_on_cpu(*args)
+    with use_compositor("torch"):
+        reference, _, _ = rasterize_on_cpu(*args)
+    assert rasterize_module.COMPOSITOR == "compiled"
+    torch.testing.assert_close(compiled, reference, rtol=1e-9, atol=1e-12)
