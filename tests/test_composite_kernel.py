@@ -165,3 +165,43 @@ def test_use_compositor_switches_and_restores():
         reference, _, _ = rasterize_on_cpu(*args)
     assert rasterize_module.COMPOSITOR == "compiled"
     torch.testing.assert_close(compiled, reference, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tile_layout_lists_every_covering_gaussian_front_to_back(dtype):
+    """build_tile_layout's lists against a per-block brute force: the listable Gaussians whose tile box and
+    visible region cover the block, by depth with ties by index (-0.0 equal to 0.0), over two cameras."""
+    from foresplat_ns.render.tiles import MIN_ALPHA, _visible_region_blocks, tile_bounds
+
+    width, height, block = 40, 30, 8
+    means2d, conics, opacities, _, _, radii, _ = projected_scene(7, 2, 150, width, height)
+    means2d, conics, opacities = means2d.to(dtype), conics.to(dtype), opacities.to(dtype)
+    depths = (torch.randint(-2, 6, radii.shape, generator=torch.Generator().manual_seed(8)) * 0.5).to(dtype)  # many ties
+    depths[0, :20] = -0.0
+    radii[1, :10] = 0
+    tiles_x, tiles_y = math.ceil(width / TILE), math.ceil(height / TILE)
+    layout = build_tile_layout(means2d, radii, depths, conics, opacities, TILE, tiles_x, tiles_y, block)
+
+    per_tile = TILE // block
+    tx_min, tx_max, ty_min, ty_max = tile_bounds(means2d, radii, TILE, tiles_x, tiles_y)
+    ex_min, ex_max, ey_min, ey_max = _visible_region_blocks(means2d, conics, opacities, block)
+    a, b, c = conics.unbind(-1)
+    listable = (radii > 0) & (opacities >= MIN_ALPHA) & (a > 0) & (a * c - b * b > 0)
+    starts = layout.starts.tolist()
+    for camera in range(2):
+        order = sorted(range(150), key=lambda n: (float(depths[camera, n]) + 0.0, n))
+        for by in range(layout.blocks_y):
+            for bx in range(layout.blocks_x):
+                expected = [
+                    camera * 150 + n
+                    for n in order
+                    if listable[camera, n]
+                    and max(int(tx_min[camera, n]) * per_tile, int(ex_min[camera, n]))
+                    <= bx
+                    < min(int(tx_max[camera, n]) * per_tile, int(ex_max[camera, n]))
+                    and max(int(ty_min[camera, n]) * per_tile, int(ey_min[camera, n]))
+                    <= by
+                    < min(int(ty_max[camera, n]) * per_tile, int(ey_max[camera, n]))
+                ]
+                index = (camera * layout.blocks_y + by) * layout.blocks_x + bx
+                assert layout.ids[starts[index] : starts[index] + int(layout.counts[index])].tolist() == expected

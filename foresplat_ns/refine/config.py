@@ -70,16 +70,17 @@ class RefineConfig:
         return {name: getattr(self, name) for name in own if not name.startswith("lr_") and name not in _REFINE_ONLY}
 
     def nerfstudio_optimizers(self) -> Dict[str, dict]:
-        """TrainerConfig.optimizers for the Gaussian fields, equal to what `make_optimizers` builds."""
-        from nerfstudio.engine.optimizers import AdamOptimizerConfig
+        """TrainerConfig.optimizers for the Gaussian fields, equal to the optimisers `Refiner` builds."""
         from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+
+        from foresplat_ns.nerfstudio_glue.optimizers import FusedAdamOptimizerConfig
 
         groups = {}
         for name, lr in self.learning_rates().items():
             scheduler = None
             if name == "means":
                 scheduler = ExponentialDecaySchedulerConfig(lr_final=self.lr_means_final, max_steps=self.max_steps)
-            groups[name] = {"optimizer": AdamOptimizerConfig(lr=lr, eps=self.adam_eps), "scheduler": scheduler}
+            groups[name] = {"optimizer": FusedAdamOptimizerConfig(lr=lr, eps=self.adam_eps), "scheduler": scheduler}
         return groups
 
 

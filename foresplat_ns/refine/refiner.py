@@ -19,9 +19,9 @@ from foresplat_ns.refine.strategy import make_strategy
 class Refiner:
     """Adam refinement of one set of Gaussians, step by step, exactly as test time runs it.
 
-    It owns leaf parameters initialised from `gaussians` (detached copies), one Adam per field as
-    nerfstudio builds them, the means schedule, and, when `densify` is set, gsplat's DefaultStrategy
-    with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
+    It owns leaf parameters initialised from `gaussians` (detached copies), one fused Adam per field as
+    nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`), the means schedule, and, when
+    `densify` is set, gsplat's DefaultStrategy with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
     plain gradient of each state before the step moves it.
     """
 
@@ -37,7 +37,8 @@ class Refiner:
         self.generator = generator
         self.params = torch.nn.ParameterDict({name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.items()})
         self.optimizers = {
-            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps) for name, lr in config.learning_rates().items()
+            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps, fused=True)
+            for name, lr in config.learning_rates().items()
         }
         self.strategy = make_strategy(config, num_train_views) if densify else None
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0) if self.strategy else None

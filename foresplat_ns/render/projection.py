@@ -2,7 +2,8 @@
 
 Everything here is O(C*N) elementwise torch, so autograd provides the backward pass. Culled Gaussians
 (radius 0) get zero means2d/conics/compensations and, through `torch.where`, zero gradients: values that
-are undefined for them (division by a depth of 0) never reach the graph's backward.
+are undefined for them (division by a depth of 0) never reach the graph's backward. CPU renders use
+the compiled copy in projection_kernel.py by default; this one is the reference it is tested against.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from torch import Tensor
 from .composite import composite_blocks
 from .composite_kernel import composite_compiled
 from .projection import camera_centres, project_gaussians
+from .projection_kernel import project_gaussians_compiled
 from .reference import reference_composite
 from .sh import evaluate_sh
 from .tiles import build_tile_layout
@@ -29,14 +30,14 @@ BLOCK_SIZE = 8
 """Side of the pixel blocks the CPU compositor works on (when it divides tile_size)."""
 Compositor = Literal["compiled", "torch"]
 COMPOSITOR: Compositor = "compiled"
-"""The CPU compositor: "compiled" (numba loops, composite_kernel.py, the fast default) or "torch" (the
-vectorised PyTorch one, composite.py, kept as the reference the compiled one is tested against).
-Switch it with `use_compositor`."""
+"""The CPU kernels: "compiled" (numba loops: projection_kernel.py and composite_kernel.py, the fast
+default) or "torch" (the PyTorch projection and vectorised compositor, projection.py and composite.py,
+kept as the references the compiled ones are tested against). Switch it with `use_compositor`."""
 
 
 @contextmanager
 def use_compositor(name: Compositor) -> Iterator[None]:
-    """Render on the CPU with compositor `name` inside the block (for tests and benchmarks)."""
+    """Render on the CPU with the `name` projection and compositor inside the block (for tests and benchmarks)."""
     global COMPOSITOR
     if name not in ("compiled", "torch"):
         raise ValueError(f"unknown compositor {name!r}; choose 'compiled' or 'torch'")
@@ -110,11 +111,12 @@ def rasterize_on_cpu(
     radius_clip=0.0, eps2d=0.3, sh_degree=None, tile_size=16, backgrounds=None, render_mode="RGB",
     absgrad=False, rasterize_mode="classic", dense_reference=False,
 ):  # fmt: skip
-    """The CPU path after validation, compositing with `COMPOSITOR`; `dense_reference=True` composites with
+    """The CPU path after validation, projecting and compositing with `COMPOSITOR`; `dense_reference=True` composites with
     the brute-force reference (same projection, colours and render modes) so tests and benchmarks compare
     like with like."""
     n_cameras = viewmats.shape[0]
-    projection = project_gaussians(
+    project = project_gaussians_compiled if COMPOSITOR == "compiled" else project_gaussians
+    projection = project(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane,
         far_plane=far_plane, radius_clip=radius_clip, with_compensations=rasterize_mode == "antialiased",
     )  # fmt: skip

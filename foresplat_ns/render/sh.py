@@ -87,8 +87,11 @@ def sh_bases(degree: int, dirs: Tensor) -> Tensor:
 def evaluate_sh(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
     """Colours [..., 3] from SH coefficients [..., K, 3] (K >= (degree+1)^2) seen along dirs [..., 3].
 
-    Directions need not be normalised; only the first (degree+1)^2 coefficients are used.
+    Directions need not be normalised; only the first (degree+1)^2 coefficients are used. Degree 0 does
+    not depend on the direction, so it is not computed (the first 500 refinement steps render degree 0).
     """
+    if degree == 0:
+        return _C0 * coeffs[..., 0, :].expand(*torch.broadcast_shapes(dirs.shape[:-1], coeffs.shape[:-2]), coeffs.shape[-1])
     unit = torch.nn.functional.normalize(dirs, p=2, dim=-1)
     bases = sh_bases(degree, unit)
     return (bases[..., None] * coeffs[..., : bases.shape[-1], :]).sum(dim=-2)

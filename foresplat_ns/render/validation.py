@@ -1,11 +1,13 @@
 """Argument checks shared by the CUDA (gsplat) and CPU paths of `rasterization`.
 
 gsplat asserts shapes without saying which argument is wrong and silently renders NaNs from non-finite
-inputs; these checks raise a ValueError that names the argument. The value checks cost one device sync.
+inputs; these checks raise a ValueError that names the argument. The value checks cost one device sync
+(two when they find a problem).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -101,9 +103,19 @@ def validate_rasterization_inputs(
     checked = {name: tensors[name] for name in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")}
     if backgrounds is not None:
         checked["backgrounds"] = backgrounds
+    # Cheap sentinels first: a sum is non-finite whenever an element is (or when it overflows), and a
+    # quaternion with a component above sqrt(tiny) cannot have a norm that underflows to 0. Only when
+    # one of them fails are the exact counts taken, to pass or to word the error.
+    sentinels = [tensor.sum() for tensor in checked.values()]
+    if quats.shape[0]:
+        sentinels.append(quats.abs().amax(dim=-1).min())
+    values = torch.stack(sentinels).tolist()  # the one sync when the inputs are fine
+    smallest_safe = math.sqrt(torch.finfo(quats.dtype).tiny)
+    if all(math.isfinite(value) for value in values[: len(checked)]) and all(value > smallest_safe for value in values[len(checked) :]):
+        return
     counts = [(~torch.isfinite(tensor)).sum() for tensor in checked.values()]
     counts.append((quats.norm(dim=-1) == 0).sum())
-    counts = torch.stack(counts).tolist()  # the one sync
+    counts = torch.stack(counts).tolist()
     for name, count in zip(checked, counts):
         if count:
             raise ValueError(f"'{name}' has {count} non-finite value(s)")
