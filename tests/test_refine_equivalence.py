@@ -72,3 +72,21 @@ def test_refiner_steps_equal_ns_train_foresplat_steps(small_scene):
     assert model.num_points == grown
     for name, value in refiner.gaussians.items():
         torch.testing.assert_close(model.gauss_params[name].detach(), value.detach(), atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 128, 96), (2, 3, 9, 40)])
+def test_ssim_equals_pytorch_msssim(shape):
+    """The loss's banded-matmul SSIM is pytorch_msssim's (values and gradients), short axes included."""
+    from pytorch_msssim import ssim as reference_ssim
+
+    from foresplat_ns.refine.loss import ssim
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(shape, generator=generator, dtype=torch.float64)
+    pred = torch.rand(shape, generator=generator, dtype=torch.float64).requires_grad_()
+    ours = ssim(target, pred)
+    (grad,) = torch.autograd.grad(ours, pred)
+    expected = reference_ssim(target, pred, data_range=1.0)
+    (expected_grad,) = torch.autograd.grad(expected, pred)
+    torch.testing.assert_close(ours, expected)
+    torch.testing.assert_close(grad, expected_grad)

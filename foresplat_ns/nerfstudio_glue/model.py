@@ -17,12 +17,12 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.model_components.lib_bilagrid import BilateralGrid
 from nerfstudio.models.splatfacto import SplatfactoModel, SplatfactoModelConfig
 from nerfstudio.utils.colors import get_color
-from pytorch_msssim import SSIM
 from torch.nn import Parameter
 
 from foresplat_ns.cameras import viewmats_from_camtoworlds
 from foresplat_ns.gaussians import Gaussians, sh_to_rgb
 from foresplat_ns.refine import make_strategy, render_gaussians
+from foresplat_ns.refine.loss import SSIM
 
 VIEWER_BACKGROUND = (0.1490, 0.1647, 0.2157)
 """Splatfacto's evaluation background in 'random' mode (viser's default background)."""
@@ -82,7 +82,7 @@ class ForeSplatModel(SplatfactoModel):
         from torchmetrics.image import PeakSignalNoiseRatio
 
         self.psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.ssim = SSIM(data_range=1.0, size_average=True, channel=3)
+        self.ssim = SSIM()  # the Refiner's SSIM: splatfacto's loss and metrics call it
         self.lpips = local_lpips()
         self.step = 0
         self.crop_box = None

@@ -1,16 +1,63 @@
-"""Splatfacto's photometric loss and PSNR."""
+"""Splatfacto's photometric loss, SSIM and PSNR."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
-from pytorch_msssim import ssim
 from torch import Tensor
+
+WINDOW_SIZE = 11
+WINDOW_SIGMA = 1.5
+K1, K2 = 0.01, 0.03
+
+
+@functools.lru_cache(maxsize=32)
+def _window_matrix(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """[n-10, n] banded matrix: pytorch_msssim's 'valid' 11-tap Gaussian filter along one axis as one matmul.
+
+    An axis shorter than the window is left unfiltered (identity), as pytorch_msssim skips it.
+    """
+    if n < WINDOW_SIZE:
+        return torch.eye(n, device=device, dtype=dtype)
+    coords = torch.arange(WINDOW_SIZE, dtype=torch.float) - WINDOW_SIZE // 2
+    window = torch.exp(-(coords**2) / (2 * WINDOW_SIGMA**2))
+    window /= window.sum()
+    rows = n - WINDOW_SIZE + 1
+    matrix = torch.zeros(rows, n)
+    offsets = torch.arange(rows)
+    for tap in range(WINDOW_SIZE):
+        matrix[offsets, offsets + tap] = window[tap]
+    return matrix.to(device=device, dtype=dtype)
+
+
+def ssim(X: Tensor, Y: Tensor) -> Tensor:
+    """Mean SSIM of [N,C,H,W] images in [0,1], equal to pytorch_msssim's `ssim(X, Y, data_range=1.0)`.
+
+    Its five Gaussian blurs (μx, μy, x², y², xy), ten grouped convolutions with their backward, dominate a
+    CPU refinement step's loss; here they are one stacked pair of banded matmuls (`A_h · s · A_wᵀ`).
+    """
+    stacked = torch.cat([X, Y, X * X, Y * Y, X * Y], dim=1)
+    height, width = X.shape[-2:]
+    blurred = _window_matrix(height, X.device, X.dtype) @ stacked @ _window_matrix(width, X.device, X.dtype).T
+    mu_x, mu_y, xx, yy, xy = blurred.chunk(5, dim=1)
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    c1, c2 = K1**2, K2**2
+    cs_map = (2 * (xy - mu_xy) + c2) / ((xx - mu_xx) + (yy - mu_yy) + c2)
+    return (((2 * mu_xy + c1) / (mu_xx + mu_yy + c1)) * cs_map).mean()
+
+
+class SSIM(torch.nn.Module):
+    """`ssim` as the module splatfacto calls for its loss and metrics (no state, as pytorch_msssim's SSIM has none)."""
+
+    def forward(self, X: Tensor, Y: Tensor) -> Tensor:
+        return ssim(X, Y)
 
 
 def photometric_loss(pred: Tensor, target: Tensor, ssim_lambda: float) -> Tensor:
     """Splatfacto's main loss: (1-λ)·L1 + λ·(1-SSIM) on [H,W,3] images."""
     l1 = torch.abs(target - pred).mean()
-    structural = 1 - ssim(target.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None], data_range=1.0, size_average=True)
+    structural = 1 - ssim(target.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None])
     return (1 - ssim_lambda) * l1 + ssim_lambda * structural
 
 

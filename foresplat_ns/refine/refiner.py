@@ -6,12 +6,11 @@ import math
 from typing import Dict, Optional
 
 import torch
-from pytorch_msssim import ssim
 from torch import Tensor
 
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine.config import RefineConfig
-from foresplat_ns.refine.loss import photometric_loss, psnr
+from foresplat_ns.refine.loss import photometric_loss, psnr, ssim
 from foresplat_ns.refine.render import View, background_for_step, composite_over, render_view
 from foresplat_ns.refine.strategy import make_strategy
 
@@ -106,7 +105,7 @@ class Refiner:
             target = composite_over(view.image, background)
             pred_nchw, target_nchw = pred.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None]
             totals["psnr"] += float(psnr(pred, target))
-            totals["ssim"] += float(ssim(target_nchw, pred_nchw, data_range=1.0))
+            totals["ssim"] += float(ssim(target_nchw, pred_nchw))
             if lpips is not None:
                 totals["lpips"] += float(lpips(target_nchw.clamp(0, 1), pred_nchw.clamp(0, 1)))
         return {key: value / len(views) for key, value in totals.items()}
