@@ -53,6 +53,16 @@ def small_corpus(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def single_thread():
+    """Tiny inputs: one thread is as fast and spares thread-pool wake-ups when another process keeps the
+    other core busy (modules opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def register_fixed_backbone(name: str, gaussians):
     """Register (under `name`) a backbone that ignores its input and predicts `gaussians`: a stand-in for a
     bad or useless prediction. Returns its config class."""

@@ -21,13 +21,7 @@ from foresplat_ns.render.tiles import build_tile_layout
 TILE = 16
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny scenes: one thread is as fast and spares thread-pool wake-ups on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def projected_scene(seed: int, n_cameras: int, count: int, width: int, height: int, opaque: bool = False, depth: int = 3):

@@ -7,14 +7,7 @@ import torch
 
 from foresplat_ns.render import rasterization
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny inputs: one thread avoids thread-pool wake-ups when another process keeps the other core busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _inputs(n: int = 6, sh: bool = False):

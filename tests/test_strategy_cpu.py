@@ -16,13 +16,7 @@ GROW_SCALE3D = 0.01
 PRUNE_OPACITY = 0.005
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny inputs: one thread avoids thread-pool wake-ups when another process keeps the other core busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _params(n: int = 40):
