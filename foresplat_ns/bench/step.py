@@ -82,35 +82,13 @@ def _timed_validation(timer: PhaseTimer) -> Iterator[None]:
 
 
 def timed_step(refiner, view, timer: PhaseTimer) -> None:
-    """`Refiner.train_step` (loss_and_grad, then apply) with each phase timed."""
-    from foresplat_ns.refine import background_for_step, composite_over, photometric_loss, render_view
-
-    config = refiner.config
-    for optimizer in refiner.optimizers.values():
-        optimizer.zero_grad(set_to_none=True)
-    background = background_for_step(config, True, refiner.generator, view.image.device, view.image.dtype)
-    with timer.phase("render"), _timed_validation(timer):
-        pred, info = render_view(refiner.gaussians, view, config.active_sh_degree(refiner.step), background, absgrad=config.use_absgrad)
-    with timer.phase("strategy"):
-        refiner.strategy.step_pre_backward(refiner.params, refiner.optimizers, refiner.strategy_state, refiner.step, info)
-    with timer.phase("loss"):
-        loss = photometric_loss(pred, composite_over(view.image, background), config.ssim_lambda)
-    with timer.phase("validation"):
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"refinement loss became {loss.item()} at step {refiner.step}")
-    with timer.phase("backward"):
-        loss.backward()
-    refiner._info = info
-    with timer.phase("adam"):
-        for group in refiner.optimizers["means"].param_groups:
-            group["lr"] = config.means_lr(refiner.step)
-        for optimizer in refiner.optimizers.values():
-            optimizer.step()
-    with timer.phase("validation"):
-        refiner.check_finite()
-    with timer.phase("strategy"):
-        refiner.strategy.step_post_backward(refiner.params, refiner.optimizers, refiner.strategy_state, refiner.step, info, packed=False)
-    refiner.step += 1
+    """`Refiner.train_step` itself, each of its phases timed through the refiner's `phase` hook."""
+    untimed, refiner.phase = refiner.phase, timer.phase
+    try:
+        with _timed_validation(timer):
+            refiner.train_step(view)
+    finally:
+        refiner.phase = untimed
 
 
 def prediction_workload(size: int, seed: int, folder: Path):

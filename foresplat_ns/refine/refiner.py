@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -21,7 +22,8 @@ class Refiner:
     It owns leaf parameters initialised from `gaussians` (detached copies), one fused Adam per field as
     nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`), the means schedule, and, when
     `densify` is set, gsplat's DefaultStrategy with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
-    plain gradient of each state before the step moves it.
+    plain gradient of each state before the step moves it. `phase` wraps each part of a step (render,
+    strategy, loss, validation, backward, adam): `foresplat-bench step` times the very step this runs.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Refiner:
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0) if self.strategy else None
         self.step = 0
         self._info: Optional[dict] = None
+        self.phase: Callable[[str], AbstractContextManager] = lambda name: nullcontext()
 
     @property
     def gaussians(self) -> Gaussians:
@@ -53,25 +56,35 @@ class Refiner:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         background = background_for_step(self.config, True, self.generator, view.image.device, view.image.dtype)
-        pred, info = render_view(self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad)
+        with self.phase("render"):
+            pred, info = render_view(
+                self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad
+            )
         if self.strategy is not None:
-            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, info)
-        loss = photometric_loss(pred, composite_over(view.image, background), self.config.ssim_lambda)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"refinement loss became {loss.item()} at step {self.step}")
-        loss.backward()
+            with self.phase("strategy"):
+                self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, info)
+        with self.phase("loss"):
+            loss = photometric_loss(pred, composite_over(view.image, background), self.config.ssim_lambda)
+        with self.phase("validation"):
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"refinement loss became {loss.item()} at step {self.step}")
+        with self.phase("backward"):
+            loss.backward()
         self._info = info
         return loss.detach()
 
     def apply(self) -> None:
         """Take the Adam step (and densification) for the gradients left by `loss_and_grad`."""
-        for group in self.optimizers["means"].param_groups:
-            group["lr"] = self.config.means_lr(self.step)
-        for opt in self.optimizers.values():
-            opt.step()
-        self.check_finite()
+        with self.phase("adam"):
+            for group in self.optimizers["means"].param_groups:
+                group["lr"] = self.config.means_lr(self.step)
+            for opt in self.optimizers.values():
+                opt.step()
+        with self.phase("validation"):
+            self.check_finite()
         if self.strategy is not None:
-            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False)
+            with self.phase("strategy"):
+                self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, self.step, self._info, packed=False)
         self.step += 1
 
     @torch.no_grad()
