@@ -13,3 +13,17 @@ shared_start() {
     configs/meta_train.sh pretrain "$PRETRAIN_STEPS" 0 --pipeline.rule zero-step
     export INIT=$RUNS/pretrain/backbone.pt
 }
+
+# Runs `bench` (a function the preset defines) over the scenes listed in $1 in two lanes (alternate
+# scenes, one per core), then merges them into $2; the remaining arguments go to every call.
+in_lanes() {
+    local scenes=$1 out=$2
+    shift 2
+    awk 'NR % 2 == 1' "$scenes" > "$out.lane-0.txt"
+    awk 'NR % 2 == 0' "$scenes" > "$out.lane-1.txt"
+    for lane in 0 1; do
+        bench --scenes "$out.lane-$lane.txt" --output "$out.lane-$lane" "$@" > "$out.lane-$lane.log" 2>&1 &
+    done
+    wait
+    bench --scenes "$scenes" --output "$out" --merge-from "$out.lane-0" "$out.lane-1" "$@"
+}

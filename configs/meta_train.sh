@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One foresplat-meta training run: meta_train.sh NAME STEPS SEED [extra ns-train flags...]
 # Writes results/runs/NAME/backbone.pt (and nerfstudio checkpoints, tensorboard logs, wall time).
-# INIT=path/to/backbone.pt starts from those weights (the shared start of every compared rule).
+# INIT=path/to/backbone.pt starts from those weights (the shared start of every compared rule);
+# SCENES=folder-or-list trains on those scenes instead of $DATA/train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -20,7 +21,7 @@ if [ -n "$LAST" ]; then   # resume after a kill: nerfstudio counts --max-num-ite
     LOAD_FLAGS=(--load-dir "$CKPTS"); REMAINING=$(( STEPS - LAST - 1 ))
 fi
 start=$(date +%s)
-$BIN/ns-train foresplat-meta --data "$DATA/train" --output-dir "$OUT" --timestamp "$NAME" \
+$BIN/ns-train foresplat-meta --data "${SCENES:-$DATA/train}" --output-dir "$OUT" --timestamp "$NAME" \
     --max-num-iterations "$REMAINING" --machine.seed "$SEED" --pipeline.seed "$SEED" \
     --pipeline.datamanager.seed "$SEED" --logging.steps-per-log 50 \
     "${INIT_FLAGS[@]}" "${LOAD_FLAGS[@]}" "$@"

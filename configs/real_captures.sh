@@ -18,19 +18,6 @@ grep "^$SPLIT " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/
 INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 
-# Runs `bench` over the scenes of $1 in two lanes (alternate scenes), then merges them into $2.
-in_lanes() {
-    local scenes=$1 out=$2
-    shift 2
-    awk 'NR % 2 == 1' "$scenes" > "$out.lane-0.txt"
-    awk 'NR % 2 == 0' "$scenes" > "$out.lane-1.txt"
-    for lane in 0 1; do
-        bench --scenes "$out.lane-$lane.txt" --output "$out.lane-$lane" "$@" > "$out.lane-$lane.log" 2>&1 &
-    done
-    wait
-    bench --scenes "$scenes" --output "$out" --merge-from "$out.lane-0" "$out.lane-1" "$@"
-}
-
 in_lanes "$OUT/scenes.txt" "$OUT/steps" --init "${INITS[@]}" --max-steps 2000
 while read -r scene; do
     [ -n "$(find "$scene" -maxdepth 3 \( -name 'points3D.*' -o -name 'sparse_pc.ply' \) -print -quit)" ] && echo "$scene"

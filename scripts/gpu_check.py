@@ -63,7 +63,7 @@ def render_and_grads(
 ) -> Dict[str, torch.Tensor]:
     """Colours, alphas and the gradients of one fixed random-weight loss w.r.t. the rasteriser's inputs
     (activated scales and opacities, as refinement renders), rendered on `device`; float64 on the CPU."""
-    from foresplat_ns.render.rasterize import rasterization, use_compositor
+    from foresplat_ns.render.rasterize import rasterization, use_cpu_kernels
 
     values = {
         "means": gaussians.means,
@@ -74,7 +74,7 @@ def render_and_grads(
     }
     leaves = {name: t.detach().to(device, torch.float32).contiguous().requires_grad_() for name, t in values.items()}
     camera = {"viewmats": view.viewmat[None].to(device, torch.float32), "Ks": view.K[None].to(device, torch.float32)}
-    with use_compositor(compositor):
+    with use_cpu_kernels(compositor):
         render, alpha, _ = rasterization(**leaves, **camera, width=view.width, height=view.height, sh_degree=sh_degree)
     generator = torch.Generator().manual_seed(seed)
     colour_weights = torch.randn(render.shape, generator=generator).to(device)

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from foresplat_ns.bench.raster import (
-    COMPOSITORS,
     RasterBenchConfig,
     composite,
     composited_pairs,
@@ -22,6 +21,7 @@ from foresplat_ns.bench.raster import (
     run_random_bench,
     run_raster_bench,
 )
+from foresplat_ns.render.rasterize import CPU_KERNELS
 
 GPU_CHECK = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
 
@@ -58,7 +58,7 @@ def _pairs(opacities, depths, scale: float, centre=(8.0, 8.0), compositor="compi
     return composited_pairs(render, inputs)
 
 
-@pytest.mark.parametrize("compositor", COMPOSITORS)
+@pytest.mark.parametrize("compositor", CPU_KERNELS)
 def test_pairs_are_counted_exactly(compositor):
     # a pixel-sized Gaussian inside the first 8x8 block: its 64 pixels walk it (alpha < 1/255 or not), no other block lists it
     assert _pairs([0.9], [2.0], 0.01, centre=(4.0, 4.0), compositor=compositor) == (64, 64)
@@ -81,7 +81,7 @@ def test_workloads_run_and_reuse_the_cached_refinement(cache, tmp_path, monkeypa
     )
     rows = run_raster_bench(config)["rows"]
     assert sorted((row["workload"], row["compositor"]) for row in rows) == sorted(
-        (kind, compositor) for kind in ("predicted", "refined") for compositor in COMPOSITORS
+        (kind, compositor) for kind in ("predicted", "refined") for compositor in CPU_KERNELS
     )
     for kind in ("predicted", "refined"):
         pairs = {row["pairs"] for row in rows if row["workload"] == kind}

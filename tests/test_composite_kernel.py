@@ -15,7 +15,7 @@ from test_render import make_scene, render_and_grads
 import foresplat_ns.render.rasterize as rasterize_module
 from foresplat_ns.render.composite import composite_blocks
 from foresplat_ns.render.composite_kernel import composite_compiled
-from foresplat_ns.render.rasterize import rasterize_on_cpu, use_compositor
+from foresplat_ns.render.rasterize import rasterize_on_cpu, use_cpu_kernels
 from foresplat_ns.render.tiles import build_tile_layout
 
 TILE = 16
@@ -95,7 +95,7 @@ def test_render_modes_match_torch_compositor():
     scene = make_scene(seed=11)
     options = dict(render_mode="RGB+ED", sh_degree=None, absgrad=True)
     colors, alphas, grads, _ = render_and_grads(scene, dense=False, **options)
-    with use_compositor("torch"):
+    with use_cpu_kernels("torch"):
         ref_colors, ref_alphas, ref_grads, _ = render_and_grads(scene, dense=False, **options)
     torch.testing.assert_close(colors, ref_colors, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(alphas, ref_alphas, rtol=1e-9, atol=1e-10)
@@ -137,10 +137,10 @@ def test_kernel_threads_follow_torch_and_leave_its_setting_alone():
         torch.testing.assert_close(image, composite_with_grads(composite_blocks, scene, 32, 32)[0], rtol=1e-9, atol=1e-10)
 
 
-def test_use_compositor_switches_and_restores():
-    assert rasterize_module.COMPOSITOR == "compiled"
-    with pytest.raises(ValueError, match="unknown compositor"):
-        with use_compositor("cuda"):
+def test_use_cpu_kernels_switches_and_restores():
+    assert rasterize_module.CPU_KERNEL == "compiled"
+    with pytest.raises(ValueError, match="unknown CPU kernel"):
+        with use_cpu_kernels("cuda"):
             pass
     means = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64)
     args = (
@@ -155,9 +155,9 @@ def test_use_compositor_switches_and_restores():
         16,
     )
     compiled, _, _ = rasterize_on_cpu(*args)
-    with use_compositor("torch"):
+    with use_cpu_kernels("torch"):
         reference, _, _ = rasterize_on_cpu(*args)
-    assert rasterize_module.COMPOSITOR == "compiled"
+    assert rasterize_module.CPU_KERNEL == "compiled"
     torch.testing.assert_close(compiled, reference, rtol=1e-9, atol=1e-12)
 
 

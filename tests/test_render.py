@@ -13,7 +13,7 @@ import torch
 import foresplat_ns.render.rasterize as rasterize_module
 from foresplat_ns.render import rasterization
 from foresplat_ns.render.projection import project_gaussians
-from foresplat_ns.render.rasterize import rasterize_on_cpu, use_compositor
+from foresplat_ns.render.rasterize import rasterize_on_cpu, use_cpu_kernels
 from foresplat_ns.render.reference import reference_composite
 
 WIDTH, HEIGHT = 37, 29  # not multiples of the tile size: partial tiles at the right and bottom
@@ -157,7 +157,7 @@ def test_chunking_segmenting_and_block_size_do_not_change_results(
     monkeypatch.setattr(rasterize_module, "BLOCK_SIZE", block_size)
     monkeypatch.setattr(rasterize_module, "CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(rasterize_module, "SEGMENT_LENGTH", segment_length)
-    with use_compositor(compositor):
+    with use_cpu_kernels(compositor):
         assert_matches_reference(make_scene(seed=2), render_mode="RGB+D", absgrad=True, tile_size=tile_size)
 
 

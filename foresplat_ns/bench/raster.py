@@ -51,7 +51,6 @@ import torch
 FOV_DEGREES = 60.0
 DENSE_BAND_PAIRS = 1 << 23  # pixel-Gaussian pairs per dense band: ~150 MiB of autograd graph in float32
 REFERENCE_SIZE = 128  # screen radii of the scene are 1-8 px at this image size
-COMPOSITORS = ("compiled", "torch")
 Workload = Literal["predicted", "refined", "random"]
 
 
@@ -301,7 +300,7 @@ def compositor_inputs(means, quats, scales, opacities, colors, viewmat, K, width
 
     rasterize.composite_compiled = capture
     try:
-        with torch.no_grad(), rasterize.use_compositor("compiled"):
+        with torch.no_grad(), rasterize.use_cpu_kernels("compiled"):
             rasterize.rasterization(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height, sh_degree=sh_degree)
     finally:
         rasterize.composite_compiled = original
@@ -411,10 +410,10 @@ def load_workload(path: Path) -> Tuple[CompositorInputs, int, bool]:
 
 def _compositor_worker(path: str, compositor: str, repeats: int, threads: int, seed: int) -> Dict[str, float]:
     """One workload and compositor: peak MiB and pairs of a first forward+backward, then timed runs."""
-    from foresplat_ns.render.rasterize import use_compositor
+    from foresplat_ns.render.rasterize import use_cpu_kernels
 
     torch.set_num_threads(threads)
-    with use_compositor(compositor):  # lazy initialisation (numba's cached kernels, torch's ops) not in the peak
+    with use_cpu_kernels(compositor):  # lazy initialisation (numba's cached kernels, torch's ops) not in the peak
         _render(make_bench_scene(8, 16, seed), 16, 16, dense=False, absgrad=True, backward=True)
     inputs, count, absgrad = load_workload(Path(path))
     generator = torch.Generator().manual_seed(seed)
@@ -456,6 +455,8 @@ def run_workload_bench(config: RasterBenchConfig, console) -> Tuple[List[Dict], 
     """Rows (workload x size x compositor) with their bounds, the table printed; and the peak flop/s."""
     from rich.table import Table
 
+    from foresplat_ns.render.rasterize import CPU_KERNELS
+
     kinds = [kind for kind in config.workloads if kind != "random"]
     paths = {
         (kind, size): prepare_workload(kind, size, config.seed, config.refine_steps, config.threads, config.cache, console)
@@ -468,7 +469,7 @@ def run_workload_bench(config: RasterBenchConfig, console) -> Tuple[List[Dict], 
     )
     rows = []
     for (kind, size), path in paths.items():
-        for compositor in COMPOSITORS:
+        for compositor in CPU_KERNELS:
             row = _run(config.isolate, _compositor_worker, str(path), compositor, config.repeats, config.threads, config.seed)
             forward_flops, backward_flops = flops_per_pair(row["depth"])
             row.update(workload=kind, size=size, compositor=compositor, threads=config.threads, peak_flops=peak)

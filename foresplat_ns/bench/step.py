@@ -23,7 +23,6 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 PHASES = ("render", "loss", "backward", "adam", "strategy", "validation")
-COMPOSITORS = ("compiled", "torch")
 
 
 @dataclass
@@ -111,14 +110,14 @@ def prediction_workload(size: int, seed: int, folder: Path):
 def time_steps(gaussians, views, compositor: str, threads: int, steps: int, warmup: int, seed: int) -> Dict[str, float]:
     """Median milliseconds per phase (and in all) over `steps` seeded, densifying refinement steps."""
     from foresplat_ns.refine import RefineConfig, Refiner
-    from foresplat_ns.render.rasterize import use_compositor
+    from foresplat_ns.render.rasterize import use_cpu_kernels
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     refiner = Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator)
     per_step: List[Dict[str, float]] = []
-    with use_compositor(compositor):
+    with use_cpu_kernels(compositor):
         for step in range(warmup + steps):
             timer = PhaseTimer()
             began = time.perf_counter()
@@ -135,6 +134,7 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
     from rich.table import Table
 
     from foresplat_ns.atomic import write_json_atomic
+    from foresplat_ns.render.rasterize import CPU_KERNELS
 
     console = Console()
     if not console.is_terminal:
@@ -148,7 +148,7 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
         for size in config.sizes:
             gaussians, views = prediction_workload(size, config.seed, Path(folder))
             for threads in config.threads:
-                for compositor in COMPOSITORS:
+                for compositor in CPU_KERNELS:
                     ms = time_steps(gaussians, views, compositor, threads, config.steps, config.warmup, config.seed)
                     rows.append({"size": size, "threads": threads, "compositor": compositor, "gaussians": gaussians.num_gaussians, **ms})
                     console.print(f"  done {size}x{size}, {threads} thread(s), {compositor}: {ms['total']:.1f} ms/step")

@@ -28,24 +28,25 @@ SEGMENT_LENGTH = 256
 """The torch compositor's list slots composited at once; T is carried across segments, and the forward stops once T <= 1e-4."""
 BLOCK_SIZE = 8
 """Side of the pixel blocks the CPU compositor works on (when it divides tile_size)."""
-Compositor = Literal["compiled", "torch"]
-COMPOSITOR: Compositor = "compiled"
+CpuKernel = Literal["compiled", "torch"]
+CPU_KERNELS: Tuple[CpuKernel, ...] = ("compiled", "torch")
+CPU_KERNEL: CpuKernel = "compiled"
 """The CPU kernels: "compiled" (numba loops: projection_kernel.py and composite_kernel.py, the fast
 default) or "torch" (the PyTorch projection and vectorised compositor, projection.py and composite.py,
-kept as the references the compiled ones are tested against). Switch it with `use_compositor`."""
+kept as the references the compiled ones are tested against). Switch it with `use_cpu_kernels`."""
 
 
 @contextmanager
-def use_compositor(name: Compositor) -> Iterator[None]:
+def use_cpu_kernels(name: CpuKernel) -> Iterator[None]:
     """Render on the CPU with the `name` projection and compositor inside the block (for tests and benchmarks)."""
-    global COMPOSITOR
-    if name not in ("compiled", "torch"):
-        raise ValueError(f"unknown compositor {name!r}; choose 'compiled' or 'torch'")
-    previous, COMPOSITOR = COMPOSITOR, name
+    global CPU_KERNEL
+    if name not in CPU_KERNELS:
+        raise ValueError(f"unknown CPU kernel {name!r}; choose 'compiled' or 'torch'")
+    previous, CPU_KERNEL = CPU_KERNEL, name
     try:
         yield
     finally:
-        COMPOSITOR = previous
+        CPU_KERNEL = previous
 
 
 def _block_size(tile_size: int) -> int:
@@ -111,11 +112,11 @@ def rasterize_on_cpu(
     radius_clip=0.0, eps2d=0.3, sh_degree=None, tile_size=16, backgrounds=None, render_mode="RGB",
     absgrad=False, rasterize_mode="classic", dense_reference=False,
 ):  # fmt: skip
-    """The CPU path after validation, projecting and compositing with `COMPOSITOR`; `dense_reference=True` composites with
+    """The CPU path after validation, projecting and compositing with `CPU_KERNEL`; `dense_reference=True` composites with
     the brute-force reference (same projection, colours and render modes) so tests and benchmarks compare
     like with like."""
     n_cameras = viewmats.shape[0]
-    project = project_gaussians_compiled if COMPOSITOR == "compiled" else project_gaussians
+    project = project_gaussians_compiled if CPU_KERNEL == "compiled" else project_gaussians
     projection = project(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane,
         far_plane=far_plane, radius_clip=radius_clip, with_compensations=rasterize_mode == "antialiased",
@@ -147,7 +148,7 @@ def rasterize_on_cpu(
             per_view_opacities.detach(), tile_size, tile_width, tile_height, _block_size(tile_size),
         )  # fmt: skip
         composited = (projection.means2d, projection.conics, per_view_opacities, colors, backgrounds, layout, width, height)
-        if COMPOSITOR == "compiled":
+        if CPU_KERNEL == "compiled":
             render_colors, render_alphas = composite_compiled(*composited, absgrad)
         else:
             render_colors, render_alphas = composite_blocks(*composited, absgrad, CHUNK_ELEMENTS, SEGMENT_LENGTH)

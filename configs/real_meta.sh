@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Backbones trained on real photos as well as generated scenes, one command:
+#   configs/real_meta.sh CAPTURES_DIR
+# CAPTURES_DIR holds the captures of configs/real_split.txt (team-internal; never committed); only the
+# "train" ones are trained on, each listed REAL_REPEATS times so that about 40% of outer steps draw a
+# real capture, beside 64 generated 128² scenes (orbits, hemispheres and forward-facing grids, like the
+# captures). Images at most 160 px on the long side. Both rules, two seeds each, the same outer steps,
+# all from the shipped zero-step checkpoint (generated scenes only); two lanes, one per core; resumable.
+# Then every checkpoint's prediction on the held-out captures against the shipped pair's.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+CAPTURES=$(realpath "${1:?usage: configs/real_meta.sh CAPTURES_DIR}")
+REAL_REPEATS=${REAL_REPEATS:-6}
+OUT=results/real-meta
+mkdir -p "$OUT"
+for spec in "orbit 32 21" "hemisphere 16 22" "forward-facing 16 23"; do
+    read -r layout count seed <<< "$spec"
+    [ -f "data/gen128/$layout/index.json" ] || $BIN/foresplat-synth --output "data/gen128/$layout" --num-scenes "$count" \
+        --seed "$seed" --resolution 128 --num-views 24 --num-eval-views 4 --cameras "$layout" --overwrite
+done
+{
+    for _ in $(seq "$REAL_REPEATS"); do grep "^train " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'; done
+    find "$(realpath data/gen128)" -mindepth 2 -maxdepth 2 -type d -name 'scene_*' | sort
+} > "$OUT/scenes.txt"
+export SCENES=$OUT/scenes.txt INIT=foresplat_ns/checkpoints/compact-vanilla.pt
+train() { configs/meta_train.sh "real-$1-s$2" "$STEPS" "$2" --pipeline.datamanager.max-image-side 160 "${@:3}"; }
+for seed in 0 1; do
+    { train metagrad "$seed"; train vanilla "$seed" --pipeline.rule zero-step; } > "$OUT/lane-$seed.log" 2>&1 &
+done
+wait
+grep "^heldout " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/heldout.txt"
+INITS=("foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")
+for run in real-metagrad-s0 real-metagrad-s1 real-vanilla-s0 real-vanilla-s1; do INITS+=("$run:$RUNS/$run/backbone.pt"); done
+# Each checkpoint's prediction alone (LABEL:CHECKPOINT starts from it), against the shipped pair's.
+bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
+in_lanes "$OUT/heldout.txt" "$OUT/heldout" --init "${INITS[@]}" --reference foresplat --max-steps "${EVAL_STEPS:-500}"
