@@ -21,7 +21,7 @@ if [ -n "$LAST" ]; then   # resume after a kill: nerfstudio counts --max-num-ite
     LOAD_FLAGS=(--load-dir "$CKPTS"); REMAINING=$(( STEPS - LAST - 1 ))
 fi
 start=$(date +%s)
-$BIN/ns-train foresplat-meta --data "${SCENES:-$DATA/train}" --output-dir "$OUT" --timestamp "$NAME" \
+$BIN/ns-train foresplat-meta --data "${SCENES:-$DATA/train}" --output-dir "$OUT" --experiment-name train --timestamp "$NAME" \
     --max-num-iterations "$REMAINING" --machine.seed "$SEED" --pipeline.seed "$SEED" \
     --pipeline.datamanager.seed "$SEED" --logging.steps-per-log 50 \
     "${INIT_FLAGS[@]}" "${LOAD_FLAGS[@]}" "$@"

@@ -15,7 +15,8 @@ OUT=results/real-$SPLIT
 PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 mkdir -p "$OUT"
 grep "^$SPLIT " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/scenes.txt"
-INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")
+INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt"
+    "generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated.pt")
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 
 in_lanes "$OUT/scenes.txt" "$OUT/steps" --init "${INITS[@]}" --max-steps 2000

@@ -22,15 +22,16 @@ done
     for _ in $(seq "$REAL_REPEATS"); do grep "^train " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'; done
     find "$(realpath data/gen128)" -mindepth 2 -maxdepth 2 -type d -name 'scene_*' | sort
 } > "$OUT/scenes.txt"
-export SCENES=$OUT/scenes.txt INIT=foresplat_ns/checkpoints/compact-vanilla.pt
+export SCENES=$OUT/scenes.txt INIT=foresplat_ns/checkpoints/compact-vanilla-generated.pt
 train() { configs/meta_train.sh "real-$1-s$2" "$STEPS" "$2" --pipeline.datamanager.max-image-side 160 "${@:3}"; }
 for seed in 0 1; do
     { train metagrad "$seed"; train vanilla "$seed" --pipeline.rule zero-step; } > "$OUT/lane-$seed.log" 2>&1 &
 done
 wait
 grep "^heldout " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/heldout.txt"
-INITS=("foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt")
+INITS=("generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated.pt"
+    "generated-vanilla:foresplat_ns/checkpoints/compact-vanilla-generated.pt")
 for run in real-metagrad-s0 real-metagrad-s1 real-vanilla-s0 real-vanilla-s1; do INITS+=("$run:$RUNS/$run/backbone.pt"); done
-# Each checkpoint's prediction alone (LABEL:CHECKPOINT starts from it), against the shipped pair's.
+# Each checkpoint's prediction alone (LABEL:CHECKPOINT starts from it), against the generated-only pair's.
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
-in_lanes "$OUT/heldout.txt" "$OUT/heldout" --init "${INITS[@]}" --reference foresplat --max-steps "${EVAL_STEPS:-500}"
+in_lanes "$OUT/heldout.txt" "$OUT/heldout" --init "${INITS[@]}" --reference generated-foresplat --max-steps "${EVAL_STEPS:-500}"

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# The compact checkpoints shipped in foresplat_ns/checkpoints/, one command: configs/shipped.sh
-# (about 30 minutes on 2 CPU cores; resumable). Both come from the same zero-step pre-trained start
-# and the same 1,000 outer steps on the 96 generated training scenes (configs/corpus.sh), seed 0:
-#   compact-vanilla.pt    zero-step rule (--pipeline.rule zero-step)
-#   compact-foresplat.pt  MetaGrad, default settings (K=8 inner steps, M=3 uniform anchors)
+# The compact checkpoints shipped in foresplat_ns/checkpoints/, one command: configs/shipped.sh CAPTURES_DIR
+# (about 1.5 hours on 2 CPU cores; resumable). Seed 0 throughout.
+#   compact-vanilla-generated.pt    zero-step rule, generated 64² scenes only: 3,000 zero-step pre-training
+#                                   steps, then 1,000 outer steps on the 96 scenes of configs/corpus.sh
+#   compact-foresplat-generated.pt  MetaGrad (K=8 inner steps, M=3 uniform anchors), same start and steps
+#   compact-vanilla.pt              zero-step rule, 1,000 outer steps from compact-vanilla-generated.pt on
+#                                   the training real captures and 64 generated 128² scenes (configs/real_meta.sh)
+#   compact-foresplat.pt            MetaGrad, the same (the default of ns-train foresplat)
+# CAPTURES_DIR holds the captures of configs/real_split.txt (team-internal; never committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CAPTURES=${1:?usage: configs/shipped.sh CAPTURES_DIR}
 RUNS=results/runs
+CHECKPOINTS=foresplat_ns/checkpoints
 configs/corpus.sh
 configs/meta_train.sh pretrain "${PRETRAIN_STEPS:-3000}" 0 --pipeline.rule zero-step
 export INIT=$RUNS/pretrain/backbone.pt
 configs/meta_train.sh vanilla-s0 "${STEPS:-1000}" 0 --pipeline.rule zero-step
 configs/meta_train.sh metagrad-s0 "${STEPS:-1000}" 0
-mkdir -p foresplat_ns/checkpoints
-cp $RUNS/vanilla-s0/backbone.pt foresplat_ns/checkpoints/compact-vanilla.pt
-cp $RUNS/metagrad-s0/backbone.pt foresplat_ns/checkpoints/compact-foresplat.pt
+cp $RUNS/vanilla-s0/backbone.pt $CHECKPOINTS/compact-vanilla-generated.pt
+cp $RUNS/metagrad-s0/backbone.pt $CHECKPOINTS/compact-foresplat-generated.pt
+unset INIT
+configs/real_meta.sh "$CAPTURES"
+cp $RUNS/real-vanilla-s0/backbone.pt $CHECKPOINTS/compact-vanilla.pt
+cp $RUNS/real-metagrad-s0/backbone.pt $CHECKPOINTS/compact-foresplat.pt

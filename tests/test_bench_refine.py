@@ -6,6 +6,7 @@ import json
 
 import matplotlib.image
 import numpy as np
+import pytest
 import torch
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
@@ -35,6 +36,38 @@ def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(results))
     main(config)
     assert json.loads((tmp_path / "results.json").read_text())["runs"][marker]["psnr"][0] == 99.0
+
+
+def test_a_label_given_other_weights_is_refined_again(small_corpus, tmp_path):
+    """Finished pairs are reused per label only while the label names the same checkpoint bytes and start."""
+    from foresplat_ns.backbones import shipped_checkpoint
+
+    def run(checkpoint):
+        config = RefineBenchConfig(
+            scenes=small_corpus, init=(f"learned:{checkpoint}",), output=tmp_path, max_steps=1, max_scenes=1,
+            start=StartConfig(num_context_views=2), refine=RefineConfig(),
+        )  # fmt: skip
+        main(config)
+        return next(iter(json.loads((tmp_path / "results.json").read_text())["runs"].values()))
+
+    first = run(shipped_checkpoint("compact"))
+    marker = dict(first, psnr=[99.0] * len(first["psnr"]))
+    path = tmp_path / "results.json"
+    results = json.loads(path.read_text())
+    results["runs"] = {key: marker for key in results["runs"]}
+    path.write_text(json.dumps(results))
+    assert run(shipped_checkpoint("compact"))["psnr"][0] == 99.0  # same weights: reused
+    other = run(shipped_checkpoint("compact", "foresplat-generated"))  # same label, other weights: redone
+    assert other["psnr"][0] != 99.0 and other["init"] != first["init"]
+
+
+def test_results_made_with_other_settings_are_refused_not_overwritten(small_corpus, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"settings_key": "someone-else", "runs": {"a|b": {"psnr": [1.0]}}}))
+    before = path.read_text()
+    with pytest.raises(ValueError, match="results.json holds results made with other settings"):
+        main(RefineBenchConfig(scenes=small_corpus, init=("random",), output=tmp_path, max_steps=1, max_scenes=1))
+    assert path.read_text() == before
 
 
 def test_a_pair_does_not_depend_on_what_ran_before_it(small_corpus):

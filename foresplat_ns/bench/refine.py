@@ -90,6 +90,12 @@ class Init:
     checkpoint: Optional[Path]
     start: str
 
+    def identity(self) -> str:
+        """What a run of this init depends on besides the settings: its start rule and its checkpoint's
+        bytes, so that a finished pair is reused only while the label still means the same weights."""
+        digest = hashlib.sha1(Path(self.checkpoint).read_bytes()).hexdigest()[:12] if self.checkpoint is not None else "-"
+        return f"{self.start}:{digest}"
+
 
 NON_LEARNED = ("random", "pointcloud")
 
@@ -189,10 +195,12 @@ def run_pair(
 
 
 def _settings_key(config: RefineBenchConfig, inits: Dict[str, Optional[Path]]) -> str:
-    """Results are reused only by a run with the same settings."""
+    """Results are reused only by a run with the same settings. The start rule is left out: it is one init's
+    (`Init.identity`, checked per pair), and a file mixes inits of several rules."""
     settings = dataclasses.asdict(config)
     for key in ("output", "init", "reference", "target_psnr", "max_scenes", "scenes", "merge_from", "plateau_from"):
         settings.pop(key)
+    settings["start"].pop("start")
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -213,10 +221,9 @@ def main(config: RefineBenchConfig) -> Dict:
     results = {"settings_key": key, "runs": {}}
     if results_path.is_file():
         previous = json.loads(results_path.read_text())
-        if previous.get("settings_key") == key:
-            results = previous
-        else:
-            CONSOLE.print(f"[yellow]{results_path} was made with other settings; starting afresh")
+        if previous.get("settings_key") != key:
+            raise ValueError(f"{results_path} holds results made with other settings; give another --output (or move that file away)")
+        results = previous
     for folder in config.merge_from:
         other = json.loads((Path(folder) / "results.json").read_text())
         if other.get("settings_key") != key:
@@ -226,6 +233,12 @@ def main(config: RefineBenchConfig) -> Dict:
         write_json_atomic(results_path, results, indent=1)
     schedule = log_spaced_steps(config.max_steps)
     lpips = local_lpips()
+    identities = {label: init.identity() for label, init in inits.items()}
+    stale = [k for k, run in results["runs"].items() if k.split("|")[1] in inits and run.get("init") != identities[k.split("|")[1]]]
+    if stale:
+        CONSOLE.print(f"[yellow]redoing {len(stale)} pair(s) made with another start or checkpoint: {', '.join(stale)}")
+        for k in stale:
+            del results["runs"][k]
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
     CONSOLE.print(f"{len(scenes)} scenes x {len(inits)} inits; {len(scenes) * len(inits) - len(todo)} pairs already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -243,6 +256,7 @@ def main(config: RefineBenchConfig) -> Dict:
                 record = {**results["runs"][f"{scene_path.name}|{twin}"], "same_as": twin}
             else:
                 record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
+            record["init"] = identities[label]
             results["runs"][f"{scene_path.name}|{label}"] = record
             write_json_atomic(results_path, results, indent=1)
             progress.advance(task)
