@@ -102,7 +102,8 @@ def main(config: DemoConfig) -> dict:
     CONSOLE.print(f"ForeSplat vs splatfacto's start after {config.steps} steps: {gain:+.2f} dB PSNR")
     CONSOLE.print(
         f"ns-train foresplat with no flags uses the start '{StartConfig().start}': on a capture with SfM points (such as "
-        "this one) that is splatfacto's start, elsewhere the prediction (docs/RESULTS.md says why)"
+        "this one) that is splatfacto's start; elsewhere the prediction or splatfacto's random start, whichever renders "
+        "better before any step (docs/RESULTS.md says why)"
     )
     CONSOLE.print(f"view it: ns-viewer --load-config {results[config.start]['config']}")
     return results
