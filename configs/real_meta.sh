@@ -4,9 +4,9 @@
 # CAPTURES_DIR holds the captures of configs/real_split.txt (team-internal; never committed); only the
 # "train" ones are trained on, each listed REAL_REPEATS times so that about 40% of outer steps draw a
 # real capture, beside 64 generated 128² scenes (orbits, hemispheres and forward-facing grids, like the
-# captures). Images at most 160 px on the long side. Both rules, two seeds each, the same outer steps,
-# all from the shipped zero-step checkpoint (generated scenes only); two lanes, one per core; resumable.
-# Then every checkpoint's prediction on the held-out captures against the shipped pair's.
+# captures). Images at most 160 px on the long side. Both rules, two seeds each, the same 1,000 outer
+# steps, all from the generated-only zero-step checkpoint; two lanes, one per core; resumable. Then every
+# checkpoint's prediction on the held-out captures, 500 steps, against the generated-only pair's.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/real_meta.sh CAPTURES_DIR}")
