@@ -27,3 +27,12 @@ in_lanes() {
     wait
     bench --scenes "$scenes" --output "$out" --merge-from "$out.lane-0" "$out.lane-1" "$@"
 }
+
+# The capture folders listed on stdin that hold SfM points (COLMAP points3D.* or a sparse_pc.ply).
+with_sfm_points() {
+    while read -r scene; do
+        if [ -n "$(find "$scene" -maxdepth 3 \( -name 'points3D.*' -o -name 'sparse_pc.ply' \) -print -quit)" ]; then
+            echo "$scene"
+        fi
+    done
+}

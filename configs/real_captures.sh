@@ -20,9 +20,7 @@ INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 
 in_lanes "$OUT/scenes.txt" "$OUT/steps" --init "${INITS[@]}" --max-steps 2000
-while read -r scene; do
-    [ -n "$(find "$scene" -maxdepth 3 \( -name 'points3D.*' -o -name 'sparse_pc.ply' \) -print -quit)" ] && echo "$scene"
-done < "$OUT/scenes.txt" > "$OUT/with-sfm.txt"
+with_sfm_points < "$OUT/scenes.txt" > "$OUT/with-sfm.txt"
 in_lanes "$OUT/with-sfm.txt" "$OUT/plateau" --init splatfacto --max-steps "$PLATEAU_STEPS" \
     --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS"
 bench --scenes "$OUT/with-sfm.txt" --output "$OUT/steps-vs-plateau" --merge-from "$OUT/steps" --plateau-from "$OUT/plateau" \

@@ -55,8 +55,9 @@ class SceneViews:
         candidates = [i for i, size in enumerate(sizes) if size == common]
         return [candidates[i] for i in evenly_spaced(count, len(candidates))]
 
-    def context(self, indices: Sequence[int]) -> ContextViews:
-        """A batch-of-one ContextViews of the chosen views (RGB; RGBA is composited over black)."""
+    def context(self, indices: Sequence[int], with_points: bool = True) -> ContextViews:
+        """A batch-of-one ContextViews of the chosen views (RGB; RGBA is composited over black), with the
+        scene's SfM points unless `with_points` is False."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         chosen = [self.images[i] for i in idx.tolist()]
         if len({tuple(image.shape) for image in chosen}) != 1:
@@ -70,7 +71,7 @@ class SceneViews:
             intrinsics=self.intrinsics[idx][None],
             camtoworlds=self.camtoworlds[idx][None],
             depths=depths,
-            points=self.points,
+            points=self.points if with_points else None,
         )
 
     def resized(self, max_side: int) -> "SceneViews":

@@ -32,8 +32,8 @@ class DemoConfig:
     steps: int = 300
     """Refinement steps of each ns-train foresplat run."""
     backbone: str = "compact"
-    start: str = "prediction"
-    """ForeSplat's start for the demo run (the shipped checkpoint's prediction); splatfacto's own start runs beside it."""
+    start: str = StartConfig().start
+    """ForeSplat's start for the demo run (ns-train foresplat's default); splatfacto's own start runs beside it."""
     seed: int = 0
 
 
@@ -85,8 +85,8 @@ def main(config: DemoConfig) -> dict:
                 "--overwrite",
             ]
         )
-    # The shipped checkpoint's prediction and splatfacto's own start (the scene's SfM points), refined the
-    # same number of steps the same way: what the learned start buys on this scene.
+    # ForeSplat's default start and splatfacto's own start (the scene's SfM points), refined the same number
+    # of steps the same way: what the learned start buys on this scene.
     results = {start: train_and_evaluate(config, scene, start) for start in (config.start, "splatfacto")}
 
     table = Table(title=f"ForeSplat demo: {config.steps} refinement steps, held-out views of {scene}")
@@ -102,8 +102,9 @@ def main(config: DemoConfig) -> dict:
     CONSOLE.print(f"ForeSplat vs splatfacto's start after {config.steps} steps: {gain:+.2f} dB PSNR")
     CONSOLE.print(
         f"ns-train foresplat with no flags uses the start '{StartConfig().start}': on a capture with SfM points (such as "
-        "this one) that is splatfacto's start; elsewhere the prediction or splatfacto's random start, whichever renders "
-        "better before any step (docs/RESULTS.md says why)"
+        "this one) the shipped checkpoint's prediction, placed at the depth of those points, together with splatfacto's "
+        "start; elsewhere the prediction or splatfacto's random start, whichever renders better before any step "
+        "(docs/RESULTS.md says why)"
     )
     CONSOLE.print(f"view it: ns-viewer --load-config {results[config.start]['config']}")
     return results

@@ -3,7 +3,8 @@
 Splatfacto starts from the capture's SfM points (else from random Gaussians). A learned prediction
 renders better before any step, but on real photos it has ended below splatfacto's start after
 1,000+ steps (docs/RESULTS.md). So `ns-train foresplat` knows splatfacto's start too and can begin
-from either or from their union; `auto` and `best` decide per scene by the zero-step loss on a few
+from either or from their union (by default: the union where there are SfM points, the prediction then
+placed at their depth); `auto` and `best` decide per scene by the zero-step loss on a few
 training views the backbone did not see (cheap, and never the held-out views). `foresplat-bench refine` builds
 its starts with the same `initial_gaussians`, so `--init default` is exactly what `ns-train foresplat`
 does with no flags.
@@ -23,7 +24,7 @@ from foresplat_ns.gaussians import Gaussians, cap_gaussians
 from foresplat_ns.refine import RefineConfig, background_for_step, composite_over, photometric_loss, render_view
 
 START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
-RULES: Tuple[str, ...] = ("sfm-else-best", "sfm-else-prediction", "best", "auto")
+RULES: Tuple[str, ...] = ("sfm-union-else-best", "sfm-else-best", "sfm-else-prediction", "best", "auto")
 """Starts chosen per scene among START_NAMES."""
 PROBED: Dict[str, Tuple[str, ...]] = {"best": ("prediction", "splatfacto"), "auto": START_NAMES}
 """The rules that render their candidates on probe views and keep the lowest zero-step loss."""
@@ -33,15 +34,23 @@ PROBED: Dict[str, Tuple[str, ...]] = {"best": ("prediction", "splatfacto"), "aut
 class StartConfig:
     """How `ns-train foresplat` builds the Gaussians refinement starts from."""
 
-    start: Literal["sfm-else-best", "sfm-else-prediction", "best", "auto", "prediction", "splatfacto", "union"] = "sfm-else-best"
+    start: Literal["sfm-union-else-best", "sfm-else-best", "sfm-else-prediction", "best", "auto", "prediction", "splatfacto", "union"] = (
+        "sfm-union-else-best"
+    )
     """'prediction': the backbone's Gaussians; 'splatfacto': splatfacto's own start (the capture's SfM
     points, else random Gaussians); 'union': both together; 'best': the prediction or splatfacto's start,
     whichever has the lower zero-step loss on probe views; 'auto': the same among all three;
-    'sfm-else-best' (default) and 'sfm-else-prediction': splatfacto's start where the capture has SfM
-    points, else 'best' or the prediction. The default never starts from what renders worse than
-    splatfacto's own start, and won on held-out captures (docs/RESULTS.md)."""
+    'sfm-union-else-best' (default): the union where the capture has SfM points (the prediction then sits
+    at their depth), else 'best'; 'sfm-else-best' and 'sfm-else-prediction': splatfacto's start where the
+    capture has SfM points, else 'best' or the prediction. The default always holds splatfacto's own
+    start or something that renders better before any step; it was chosen on training captures and
+    judged on held-out ones (docs/RESULTS.md)."""
     num_context_views: int = 4
     """Training views (evenly chosen) the backbone sees."""
+    backbone_sees_sfm_points: bool = True
+    """Hand the capture's SfM points to the backbone with its context views: the compact backbone then
+    places its Gaussians at the depth the points give (backbones/sfm_depth.py), not its plane sweep's.
+    False: images and cameras only."""
     num_probe_views: int = 4
     """Training views, other than the context views, whose zero-step loss decides 'best' and 'auto'."""
     max_gaussians: int = 100_000
@@ -113,8 +122,9 @@ def zero_step_loss(gaussians: Gaussians, scene: SceneViews, indices: List[int], 
 
 def resolve_rule(start: str, scene: SceneViews) -> str:
     """What a rule gives on `scene` without rendering anything: a start, or a rule of PROBED (renders needed)."""
-    if start.startswith("sfm-else-"):
-        return "splatfacto" if scene.has_sfm_points else start.removeprefix("sfm-else-")
+    for prefix, where_sfm in (("sfm-else-", "splatfacto"), ("sfm-union-else-", "union")):
+        if start.startswith(prefix):
+            return where_sfm if scene.has_sfm_points else start.removeprefix(prefix)
     return start
 
 
@@ -135,7 +145,8 @@ def initial_gaussians(
     if start != "splatfacto":
         if backbone is None:
             raise ValueError(f"the '{start}' start needs a backbone")
-        predicted = backbone.eval()(scene.context(scene.context_indices(config.num_context_views)))[0]
+        context = scene.context(scene.context_indices(config.num_context_views), with_points=config.backbone_sees_sfm_points)
+        predicted = backbone.eval()(context)[0]
         predicted.validate(f"the '{backbone.config.name}' backbone's prediction for {scene.name}")
         generator = torch.Generator().manual_seed(config.seed)
         predicted = cap_gaussians(predicted, config.max_gaussians, generator=generator)

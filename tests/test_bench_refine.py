@@ -118,10 +118,11 @@ def test_lanes_merge_and_a_long_run_gives_each_scene_its_plateau(small_corpus, t
 
 
 def test_an_init_whose_start_is_another_inits_reuses_its_run(small_corpus, tmp_path):
-    """'default' on scenes with SfM points starts from splatfacto's start: one seeded run serves both."""
+    """'default' under the rule sfm-else-best starts from splatfacto's start on scenes with SfM points: one
+    seeded run serves both."""
     config = RefineBenchConfig(
         scenes=small_corpus, init=("splatfacto", "default", "again:shipped:splatfacto"), output=tmp_path, max_steps=3,
-        start=StartConfig(num_context_views=2), max_scenes=1, refine=RefineConfig(),
+        start=StartConfig(start="sfm-else-best", num_context_views=2), max_scenes=1, refine=RefineConfig(),
     )  # fmt: skip
     main(config)
     runs = json.loads((tmp_path / "results.json").read_text())["runs"]

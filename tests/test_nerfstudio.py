@@ -326,8 +326,8 @@ def test_demo_shows_foresplat_beside_splatfactos_start(tmp_path):
     proc = run_cli("foresplat-demo", "--output", tmp_path / "demo", "--resolution", 32, "--steps", 3)
     assert "splatfacto's start (SfM points)" in proc.stdout and "ForeSplat (compact" in proc.stdout
     assert "ForeSplat vs splatfacto's start after 3 steps:" in proc.stdout
-    assert "ns-train foresplat with no flags uses the start 'sfm-else-best'" in proc.stdout
-    for start in ("splatfacto", "prediction"):
+    assert "ns-train foresplat with no flags uses the start 'sfm-union-else-best'" in proc.stdout
+    for start in ("splatfacto", "sfm-union-else-best"):
         assert json.loads((tmp_path / "demo" / f"eval-{start}.json").read_text())["results"]["psnr"] > 5
 
 

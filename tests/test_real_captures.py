@@ -184,3 +184,6 @@ def test_foresplat_meta_reads_a_folder_mixing_formats(small_scene, llff_scene, t
     assert all(max(train.images.shape[1:3]) == 16 and train.points is not None for train, _ in manager.train_scenes)
     batch = manager.next_train(0)
     assert batch.context.images.shape[:2] == (1, 2)
+    assert batch.context.points is None  # the backbone learns its own depth unless told to take the points
+    config = MultiSceneDataManagerConfig(data=root, num_context_views=2, max_image_side=16, backbone_sees_sfm_points=True)
+    assert config.setup(device="cpu").next_train(0).context.points is not None

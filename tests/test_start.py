@@ -138,11 +138,10 @@ def test_sfm_else_prediction_follows_the_capture(scene):
     assert initial_gaussians(bare, backbone, config, refine).name == "prediction"
 
 
-def test_the_default_never_starts_from_a_prediction_that_renders_worse_than_splatfactos_start(scene):
+def test_sfm_else_best_never_starts_from_a_prediction_that_renders_worse_than_splatfactos_start(scene):
     """sfm-else-best: the SfM points where there are some; else the prediction only where its zero-step loss
     beats splatfacto's random start (a prediction hiding the scene loses, exact depth wins)."""
-    refine, config = RefineConfig(), StartConfig(num_context_views=2, num_random=2000)
-    assert config.start == "sfm-else-best"
+    refine, config = RefineConfig(), StartConfig(start="sfm-else-best", num_context_views=2, num_random=2000)
     useless, good = (
         BlindingConfig().setup(),
         build_backbone(BackboneSelection(name="pointcloud", pointcloud=PointCloudInitConfig(source="depth"))),
@@ -155,3 +154,16 @@ def test_the_default_never_starts_from_a_prediction_that_renders_worse_than_spla
         assert chosen.gaussians.num_gaussians == (
             2000 if expected == "splatfacto" else good(bare.context(bare.context_indices(2)))[0].num_gaussians
         )
+
+
+def test_the_default_takes_the_union_only_where_the_capture_has_sfm_points(scene):
+    """sfm-union-else-best (the default): prediction and SfM points together where there are SfM points, else
+    'best', which never takes a prediction that renders worse than splatfacto's random start."""
+    refine, config = RefineConfig(), StartConfig(num_context_views=2, num_random=2000)
+    assert config.start == "sfm-union-else-best"
+    backbone = FarAwayConfig().setup()
+    chosen = initial_gaussians(scene, backbone, config, refine)
+    assert chosen.name == "union" and chosen.gaussians.num_gaussians == 7 + scene.points[0].shape[0]
+    bare = type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames)
+    chosen = initial_gaussians(bare, BlindingConfig().setup(), config, refine)  # no SfM points: 'best'
+    assert chosen.name == "splatfacto" and set(chosen.probe_losses) == {"prediction", "splatfacto"}

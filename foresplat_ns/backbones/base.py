@@ -28,8 +28,9 @@ class ContextViews:
     """A batch of posed context views in the dataset's frame.
 
     images [B,V,H,W,3] in [0,1]; intrinsics [B,V,3,3] in pixels; camtoworlds [B,V,4,4] OpenGL
-    (nerfstudio's convention). `depths` [B,V,H,W] (z-depth, 0 where unknown) and `points` (SfM
-    xyz [P,3], rgb [P,3] in [0,1]) are optional geometry only the non-learned initialiser reads.
+    (nerfstudio's convention). `depths` [B,V,H,W] (z-depth, 0 where unknown) and `points` (the scene's SfM
+    xyz [P,3], rgb [P,3] in [0,1]) are optional geometry: the non-learned initialiser reads both, the
+    compact backbone takes its depth from the points.
     """
 
     images: Tensor

@@ -9,6 +9,11 @@
         opacity, log-scale residuals, rotation, colour residual (and optionally SH band 1)
     ──unproject at block centres with the known cameras──► Gaussians (splatfacto's parameterisation)
 
+Where the context views come with the capture's SfM points, each block takes the depth those points
+give it (`sfm_depth.py`) instead of the plane sweep's: on real photos the sweep's depth is close to
+a plane at the focus distance, and Gaussians at the wrong depth lose to splatfacto's SfM start once
+refinement runs (docs/RESULTS.md). The head still predicts everything else.
+
 Everything the network sees is relative to the cameras: the plane sweep uses relative poses, and the
 depth range is a multiple of each view's *focus distance*, the distance along its optical axis to
 the point closest to all optical axes (regularised towards a point ahead of the cameras, in units of
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foresplat_ns.backbones.base import Backbone, BackboneConfig, ContextViews, register_backbone
+from foresplat_ns.backbones.sfm_depth import sfm_depth_map
 from foresplat_ns.cameras import focus_distances, matrix_to_quaternion, opengl_to_opencv, quaternion_multiply, unproject_depth
 from foresplat_ns.gaussians import Gaussians, num_sh_bases, rgb_to_sh
 
@@ -110,6 +116,18 @@ def _scaled_intrinsics(intrinsics: Tensor, factor: float) -> Tensor:
     scaled = intrinsics.clone()
     scaled[..., :2, :] = scaled[..., :2, :] / factor
     return scaled
+
+
+def _with_sfm_depth(depth: Tensor, points: Tensor, k_s: Tensor, c2w: Tensor) -> Tensor:
+    """The block depths [B,V,hb,wb], replaced view by view by the depth the SfM points give (every batch
+    element is the one scene the points belong to); a view that too few points reach keeps its own."""
+    b, v, hb, wb = depth.shape
+    views = []
+    for i in range(b):
+        for j in range(v):
+            from_points = sfm_depth_map(points, k_s[i, j], c2w[i, j], hb, wb)
+            views.append(depth[i, j] if from_points is None else from_points.to(depth))
+    return torch.stack(views).reshape(depth.shape)
 
 
 # -- network pieces ----------------------------------------------------------------------------------
@@ -379,6 +397,8 @@ class CompactBackbone(Backbone):
         refine = math.log1p(cfg.depth_refine_range) * torch.tanh(out[..., 0])
         depth = torch.exp(refine) / inv_depth  # [B,V,hb,wb]
         k_s = _scaled_intrinsics(intrinsics, s)
+        if context.points is not None and context.points[0].shape[0] > 0:
+            depth = _with_sfm_depth(depth, context.points[0], k_s, c2w)
         means = unproject_depth(depth, k_s, c2w)  # block centres, [B,V,hb,wb,3]
 
         fx, fy = intrinsics[..., 0, 0], intrinsics[..., 1, 1]

@@ -46,6 +46,10 @@ class MultiSceneDataManagerConfig(DataManagerConfig):
     eval_data: Optional[Path] = None
     """Held-out scenes (same layout as `data`) for the evaluation nerfstudio runs during training."""
     num_context_views: int = 4
+    backbone_sees_sfm_points: bool = False
+    """Hand each scene's SfM points to the backbone with its context views (the compact backbone then takes
+    their depth instead of its plane sweep's). False: the backbone learns its own depth, which is all it
+    has on captures without SfM points."""
     min_query_views: int = 1
     """Scenes with fewer held-out views than this are skipped (only matters for query='heldout')."""
     max_scenes: Optional[int] = None
@@ -139,7 +143,7 @@ class MultiSceneDataManager(DataManager):
         indices = context if context is not None else self.context_indices(len(train))
         return MetaBatch(
             scene=train.name,
-            context=train.context(indices).to(self.device),
+            context=train.context(indices, with_points=self.config.backbone_sees_sfm_points).to(self.device),
             supervision=train.to(self.device).views(),
             query=held_out.to(self.device).views(),
         )
