@@ -6,7 +6,7 @@
 # 1. the choice, on the training captures: splatfacto's start, the shipped checkpoint's prediction at the
 #    SfM points' depth, and that prediction with splatfacto's start (union), to 1,000 steps;
 # 2. the judgement, on the held-out captures: splatfacto's start, the default (`ns-train foresplat` with no
-#    flags) and the same start from the zero-step rule's checkpoint, to 2,000 steps, refinement seeds 0 and 1.
+#    flags) and the same start from the zero-step rule's checkpoint, to 2,000 steps, refinement seeds 0-2.
 # Two lanes (one per core); resumable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -19,7 +19,7 @@ for split in train heldout; do
 done
 
 in_lanes "$OUT/train.txt" "$OUT/train" --init splatfacto sfm-depth:shipped sfm-depth-union:shipped:union --max-steps 1000
-for seed in 0 1; do
+for seed in 0 1 2; do
     in_lanes "$OUT/heldout.txt" "$OUT/heldout-seed$seed" --max-steps 2000 --seed "$seed" \
         --init splatfacto default "vanilla-union:foresplat_ns/checkpoints/compact-vanilla.pt:union"
 done

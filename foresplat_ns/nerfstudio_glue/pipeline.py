@@ -85,9 +85,12 @@ class ForeSplatPipeline(VanillaPipeline):
         backbone = None
         if resolve_rule(start.start, scene) != "splatfacto":
             backbone = build_backbone(self.config.backbone)
+            with_points = ""
+            if start.backbone_sees_sfm_points and scene.has_sfm_points:
+                with_points = f" and the capture's {scene.points[0].shape[0]} SfM points"
             CONSOLE.log(
                 f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone "
-                f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views"
+                f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views{with_points}"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
         refine = RefineConfig(**{name: getattr(model, name) for name in RefineConfig().splatfacto_fields()})
