@@ -7,6 +7,8 @@ axes (x right, y down, looking down +z).
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from torch import Tensor
 
@@ -79,6 +81,18 @@ def unproject_depth(depth: Tensor, Ks: Tensor, camtoworlds: Tensor) -> Tensor:
     c2w = opengl_to_opencv(camtoworlds)
     rot, trans = c2w[..., None, None, :3, :3], c2w[..., None, None, :3, 3]
     return (rot @ points_cam[..., None]).squeeze(-1) + trans
+
+
+def project_points(points: Tensor, K: Tensor, camtoworld: Tensor) -> Tuple[Tensor, Tensor]:
+    """Pixel coordinates [P,2] and z-depth [P] of world points [P,3] in one view (`unproject_depth`'s
+    inverse): OpenGL `camtoworld` [4,4], `K` [3,3]. Points at or behind the camera get z <= 0 and
+    meaningless coordinates: the caller masks them."""
+    c2w = opengl_to_opencv(camtoworld)
+    local = (points.to(c2w.dtype) - c2w[:3, 3]) @ c2w[:3, :3]
+    z = local[:, 2]
+    K = K.to(c2w.dtype)
+    xy = local[:, :2] / torch.where(z > 0, z, torch.ones_like(z))[:, None] * K.diagonal()[:2] + K[:2, 2]
+    return xy, z
 
 
 # -- rotations and focus: shared by the rasteriser, the backbones and their alignment --------------

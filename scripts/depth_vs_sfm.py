@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from foresplat_ns.backbones import BackboneSelection, build_backbone
-from foresplat_ns.cameras import opengl_to_opencv
+from foresplat_ns.backbones.sfm_depth import points_in_view
+from foresplat_ns.cameras import project_points
 from foresplat_ns.data import load_scene
 from foresplat_ns.start import StartConfig
 
@@ -57,19 +58,13 @@ def main(config: DepthVsSfmConfig) -> None:
         height, width = context.images.shape[2:4]
         blocks_per_row = -(-width // stride)
         for v, index in enumerate(indices):
-            c2w = opengl_to_opencv(context.camtoworlds[0, v])
-            rotation, centre = c2w[:3, :3], c2w[:3, 3]
-            predicted = ((means[v] - centre) @ rotation)[:, 2]
-            local = (scene.points[0].to(c2w) - centre) @ rotation
-            z = local[:, 2].clamp_min(1e-9)
-            K = context.intrinsics[0, v].to(c2w)
-            xy = local[:, :2] / z[:, None] * K.diagonal()[:2] + K[:2, 2]
-            seen = (local[:, 2] > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
-            block = (xy[seen, 1] // stride).long() * blocks_per_row + (xy[seen, 0] // stride).long()
-            sfm, pred = z[seen], predicted[block]
+            K, camtoworld = context.intrinsics[0, v], context.camtoworlds[0, v]
+            predicted = project_points(means[v], K, camtoworld)[1]
+            pixel, sfm = points_in_view(scene.points[0], K, camtoworld, height, width)
+            pred = predicted[(pixel // width) // stride * blocks_per_row + (pixel % width) // stride]
             corr = torch.corrcoef(torch.stack([pred.log(), sfm.log()]))[0, 1]
             row = (quantiles(sfm), quantiles(pred), quantiles((pred / sfm).log()), f"{corr:+.2f}")
-            table.add_row(scene.name, str(index), str(int(seen.sum())), *row)
+            table.add_row(scene.name, str(index), str(sfm.numel()), *row)
     Console().print(table)
 
 

@@ -8,7 +8,7 @@ import torch
 from test_compact_backbone import depth_along_axes, make_context, small_model
 
 from foresplat_ns.backbones.sfm_depth import MIN_POINTS_IN_VIEW, sfm_depth_map
-from foresplat_ns.cameras import unproject_depth
+from foresplat_ns.cameras import pixel_grid, project_points, unproject_depth
 from foresplat_ns.data import load_scene
 from foresplat_ns.refine import RefineConfig
 from foresplat_ns.start import StartConfig, initial_gaussians
@@ -28,6 +28,16 @@ def points_at(depth: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tens
 def tilted_plane() -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(HEIGHT, dtype=torch.float64), torch.arange(WIDTH, dtype=torch.float64), indexing="ij")
     return 2.0 + 0.03 * xs + 0.02 * ys
+
+
+def test_projecting_unprojected_pixels_gives_them_back():
+    pose = POSE.clone()
+    pose[:3, :3] = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64))[0]
+    pose[:3, 3] = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    depth = tilted_plane()
+    xy, z = project_points(unproject_depth(depth, K, pose).reshape(-1, 3), K, pose)
+    assert torch.allclose(xy, pixel_grid(HEIGHT, WIDTH, dtype=torch.float64).reshape(-1, 2), atol=1e-9)
+    assert torch.allclose(z, depth.reshape(-1), atol=1e-12)
 
 
 def test_a_sparsely_sampled_surface_is_recovered_everywhere():

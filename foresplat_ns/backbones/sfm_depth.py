@@ -9,13 +9,13 @@ per cell of a view's grid, which the backbone uses in place of its own where the
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from foresplat_ns.cameras import opengl_to_opencv
+from foresplat_ns.cameras import project_points
 
 MIN_POINTS_IN_VIEW = 16
 """Fewer SfM points than this in a view: too few to say its depth; the backbone keeps its own there."""
@@ -30,25 +30,25 @@ def sfm_depth_map(points: Tensor, intrinsics: Tensor, camtoworld: Tensor, height
     occludes); cells between them are filled in log-depth from the nearest hit cells around them, and a
     3x3 median then removes lone points floating in front of a surface.
     """
-    c2w = opengl_to_opencv(camtoworld)
-    rotation, centre = c2w[:3, :3], c2w[:3, 3]
-    local = (points.to(c2w.dtype) - centre) @ rotation
-    z = local[:, 2]
-    in_front = z > 1e-6 * z.abs().max().clamp_min(1e-12)
-    xy = local[in_front, :2] / z[in_front, None] * intrinsics.diagonal()[:2].to(c2w.dtype) + intrinsics[:2, 2].to(c2w.dtype)
-    z = z[in_front]
-    inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
-    if int(inside.sum()) < MIN_POINTS_IN_VIEW:
+    cell, z = points_in_view(points, intrinsics, camtoworld, height, width)
+    if z.numel() < MIN_POINTS_IN_VIEW:
         return None
-    cell = xy[inside, 1].long() * width + xy[inside, 0].long()
     nearest = torch.full((height * width,), float("inf"), dtype=z.dtype, device=z.device)
-    nearest = nearest.scatter_reduce(0, cell, z[inside], reduce="amin")
+    nearest = nearest.scatter_reduce(0, cell, z, reduce="amin")
     hit = torch.isfinite(nearest)
     log_depth = torch.where(hit, nearest, torch.ones_like(nearest)).log().reshape(1, 1, height, width)
     dense = _grow(log_depth, hit.reshape(1, 1, height, width).to(z.dtype))
     padded = F.pad(dense, (1, 1, 1, 1), mode="replicate")
     median = padded.unfold(2, 3, 1).unfold(3, 3, 1).reshape(height, width, 9).median(-1).values
     return median.exp()
+
+
+def points_in_view(points: Tensor, intrinsics: Tensor, camtoworld: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
+    """The points [P,3] that land in a view's [height, width] grid, in front of it: their cells (row-major
+    index) and z-depths."""
+    xy, z = project_points(points, intrinsics, camtoworld)
+    inside = (z > 0) & (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    return xy[inside, 1].long() * width + xy[inside, 0].long(), z[inside]
 
 
 def _grow(values: Tensor, known: Tensor) -> Tensor:
