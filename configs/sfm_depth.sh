@@ -6,7 +6,8 @@
 # 1. the choice, on the training captures: splatfacto's start, the shipped checkpoint's prediction at the
 #    SfM points' depth, and that prediction with splatfacto's start (union), to 1,000 steps;
 # 2. the judgement, on the held-out captures: splatfacto's start, the default (`ns-train foresplat` with no
-#    flags) and the same start from the zero-step rule's checkpoint, to 2,000 steps, refinement seeds 0-2.
+#    flags) and the same start from the zero-step rule's checkpoint, to 2,000 steps, refinement seeds 0-2;
+#    and 20k random Gaussians (seed 0), for scale.
 # Two lanes (one per core); resumable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,6 +24,7 @@ for seed in 0 1 2; do
     in_lanes "$OUT/heldout.txt" "$OUT/heldout-seed$seed" --max-steps 2000 --seed "$seed" \
         --init splatfacto default "vanilla-union:foresplat_ns/checkpoints/compact-vanilla.pt:union"
 done
+in_lanes "$OUT/heldout.txt" "$OUT/random" --init random --max-steps 2000  # 20k random Gaussians, for scale
 
 # 3. The README's plot: splatfacto's start and the default on every held-out capture (seed 0). On the captures
 #    without SfM points today's default is the very computation configs/real_captures.sh ran (no points, so
