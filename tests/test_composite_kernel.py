@@ -128,6 +128,25 @@ def test_float32_kernel_matches_float64():
         assert float(error) < 1e-3, f"d/d{name}: relative error {float(error):.2e}"
 
 
+def test_kernels_are_compiled_for_the_hosts_widest_vectors(monkeypatch):
+    """On an AVX-512 host numba compiles without LLVM's 256-bit preference (the compositor's backward in half
+    the time); elsewhere for the host as it is; NUMBA_CPU_FEATURES, where a user sets it, wins."""
+    import os
+
+    from numba.core.registry import cpu_target
+
+    from foresplat_ns.render.numba_config import WIDE_VECTORS, host_features_for_wide_vectors
+
+    composite_with_grads(composite_compiled, projected_scene(9, 1, 20, 16, 16), 16, 16)  # the CPU target has started
+    compiled_for = cpu_target.target_context.codegen()._tm_features
+    if "NUMBA_CPU_FEATURES" in os.environ:
+        assert compiled_for == os.environ["NUMBA_CPU_FEATURES"]
+    elif host_features_for_wide_vectors() is None:
+        assert WIDE_VECTORS not in compiled_for
+    else:
+        assert compiled_for == host_features_for_wide_vectors()
+
+
 def test_kernel_threads_follow_torch_and_leave_its_setting_alone():
     scene = projected_scene(8, 1, 100, 32, 32)
     for threads in (1, 2):

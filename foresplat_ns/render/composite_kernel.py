@@ -18,12 +18,12 @@ instruction). exp() is evaluated in plain arithmetic, to a few ulps: libm's exp 
 vectorise, and it would cost more than everything else a pixel-Gaussian pair does. numba caches the
 machine code (`cache=True`) next to this file or, where that is read-only, in its user cache directory
 (NUMBA_CACHE_DIR overrides it): only the first call on a machine compiles (several seconds per dtype).
+Threads and vector width are numba settings, made once in `numba_config.py`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from typing import Callable, Dict, Optional, Tuple
 
@@ -34,13 +34,6 @@ from torch import Tensor
 
 from .tiles import MIN_ALPHA, TileLayout
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # numba's OpenMP layer runs the kernels on torch's own OpenMP threads (the same libgomp). With a pool
-    # of its own (workqueue), torch's threads spin after each parallel op while numba's wait for a core:
-    # a 128² step with 2 threads on 2 cores took 33-37 ms that way, 28-29 ms on the shared pool.
-    # `_launch` undoes what starting the pool does to torch's thread count. Without OpenMP: workqueue.
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
-    numba.config.THREADING_LAYER = "default"
 _LAUNCH = threading.Lock()
 """One parallel kernel at a time (the workqueue layer allows no more): renders from several Python
 threads (e.g. nerfstudio's viewer beside training) take turns."""
