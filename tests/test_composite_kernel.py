@@ -7,6 +7,7 @@ The brute-force checks of tests/test_render.py run through the default (compiled
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -128,11 +129,10 @@ def test_float32_kernel_matches_float64():
         assert float(error) < 1e-3, f"d/d{name}: relative error {float(error):.2e}"
 
 
-def test_kernels_are_compiled_for_the_hosts_widest_vectors(monkeypatch):
+def test_kernels_are_compiled_for_the_hosts_widest_vectors():
     """On an AVX-512 host numba compiles without LLVM's 256-bit preference (the compositor's backward in half
-    the time); elsewhere for the host as it is; NUMBA_CPU_FEATURES, where a user sets it, wins."""
-    import os
-
+    the time); elsewhere for the host as it is; NUMBA_CPU_FEATURES, where a user sets it, wins. Read from the
+    features numba's CPU target was built with (numba keeps them in a private attribute)."""
     from numba.core.registry import cpu_target
 
     from foresplat_ns.render.numba_config import WIDE_VECTORS, host_features_for_wide_vectors
