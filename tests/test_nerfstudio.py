@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import LEGO, console_script, register_fixed_backbone, run_cli
 from PIL import Image
 
 from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine import RefineConfig
 
 STEPS = 30
 
@@ -324,11 +326,19 @@ def test_initialiser_producing_nan_is_refused(small_scene):
 @pytest.mark.slow
 def test_demo_shows_foresplat_beside_splatfactos_start(tmp_path):
     proc = run_cli("foresplat-demo", "--output", tmp_path / "demo", "--resolution", 32, "--steps", 3)
-    assert "splatfacto's start (SfM points)" in proc.stdout and "ForeSplat (compact" in proc.stdout
-    assert "ForeSplat vs splatfacto's start after 3 steps:" in proc.stdout
+    assert "splatfacto (SfM points, its learning rates)" in proc.stdout and "ForeSplat (compact" in proc.stdout
+    assert "ForeSplat vs splatfacto after 3 steps:" in proc.stdout
     assert "ns-train foresplat with no flags uses the start 'sfm-union-else-best'" in proc.stdout
     for start in ("splatfacto", "sfm-union-else-best"):
         assert json.loads((tmp_path / "demo" / f"eval-{start}.json").read_text())["results"]["psnr"] > 5
+    # each start refined as its own method refines it: splatfacto's learning rates, and ForeSplat's
+    refine = RefineConfig()
+    for start, expected in (("splatfacto", refine.as_splatfacto()), ("sfm-union-else-best", refine)):
+        saved = next((tmp_path / "demo" / "outputs").glob(f"*/foresplat/{start}/config.yml"))
+        optimizers = yaml.load(saved.read_text(), Loader=yaml.Loader).optimizers
+        for name, lr in expected.learning_rates().items():
+            assert optimizers[name]["optimizer"].lr == pytest.approx(lr), (start, name)
+        assert optimizers["means"]["scheduler"].lr_final == pytest.approx(expected.lr_means_final)
 
 
 def test_every_command_names_its_backbone_the_same_way(tmp_path):

@@ -90,3 +90,32 @@ def test_ssim_equals_pytorch_msssim(shape):
     (expected_grad,) = torch.autograd.grad(expected, pred)
     torch.testing.assert_close(ours, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_foresplat_starts_at_splatfactos_learning_rates_times_the_scale_and_decays_to_them():
+    """`ns-train foresplat`'s optimisers (and `Refiner`'s schedule) start at splatfacto's learning rates times
+    `learning_rate_scale` and end at splatfacto's; `as_splatfacto` is splatfacto's own, as nerfstudio's
+    splatfacto method sets them."""
+    from nerfstudio.configs.method_configs import method_configs
+
+    splatfacto = method_configs["splatfacto"].optimizers
+    refine = RefineConfig()
+    assert refine.learning_rate_scale > 1
+    ours, own = refine.nerfstudio_optimizers(), refine.as_splatfacto().nerfstudio_optimizers()
+    for name, group in ours.items():
+        lr = splatfacto[name]["optimizer"].lr
+        assert own[name]["optimizer"].lr == pytest.approx(lr, rel=1e-12), name
+        assert group["optimizer"].lr == pytest.approx(refine.learning_rate_scale * lr, rel=1e-12), name
+        assert refine.learning_rate(name, 0) == pytest.approx(group["optimizer"].lr, rel=1e-12), name
+        if name == "means":
+            final = splatfacto[name]["scheduler"].lr_final
+            assert own[name]["scheduler"].lr_final == pytest.approx(final, rel=1e-12)
+            assert group["scheduler"].lr_final == pytest.approx(final, rel=1e-12)
+            assert group["scheduler"].max_steps == refine.max_steps
+            assert refine.learning_rate(name, refine.max_steps) == pytest.approx(final, rel=1e-12)
+        else:
+            assert own[name]["scheduler"] is None and splatfacto[name]["scheduler"] is None, name
+            assert group["scheduler"].lr_final == pytest.approx(lr, rel=1e-12), name
+            assert group["scheduler"].max_steps == refine.learning_rate_scale_steps
+            assert refine.learning_rate(name, refine.learning_rate_scale_steps) == pytest.approx(lr, rel=1e-12), name
+            assert refine.learning_rate(name, 10 * refine.learning_rate_scale_steps) == pytest.approx(lr, rel=1e-12), name

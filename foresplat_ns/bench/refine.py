@@ -80,6 +80,16 @@ class RefineBenchConfig:
     taken as done, where they were made with the same settings."""
     seed: int = 0
     refine: RefineConfig = field(default_factory=RefineConfig)
+    """How every init is refined: `ns-train foresplat`'s refinement."""
+    splatfacto_own_learning_rates: bool = True
+    """Refine 'splatfacto' with splatfacto's own learning rates (`RefineConfig.as_splatfacto`), as `ns-train
+    splatfacto` would; --no-splatfacto-own-learning-rates refines it as every other init (a control: what the
+    learning rates alone buy)."""
+
+    def refinement_of(self, init: "Init") -> RefineConfig:
+        if init.label == "splatfacto" and self.splatfacto_own_learning_rates:
+            return self.refine.as_splatfacto()
+        return self.refine
 
 
 @dataclass(frozen=True)
@@ -129,17 +139,19 @@ def parse_inits(specs: Tuple[str, ...], config: Optional[StartConfig] = None) ->
     return inits
 
 
-def same_start_as(label: str, inits: Dict[str, Init], scene, done) -> Optional[str]:
-    """An init among `done` whose start on `scene` is the very same Gaussians as `label`'s (e.g. 'default'
-    on a capture with SfM points is 'splatfacto'): its seeded run is reused instead of repeated."""
+def same_start_as(label: str, inits: Dict[str, Init], scene, done, config: RefineBenchConfig) -> Optional[str]:
+    """An init among `done` whose start on `scene` is the very same Gaussians, refined the same way, as
+    `label`'s (e.g. 'default' on a capture with SfM points is 'splatfacto'): its seeded run is reused
+    instead of repeated."""
 
     def key(init: Init):
         start = resolve_rule(init.start, scene)
         if start in PROBED:
             return None
+        scale = config.refinement_of(init).learning_rate_scale
         if start == "splatfacto":
-            return (start,)
-        return (start, init.label if init.checkpoint is None else str(Path(init.checkpoint).resolve()))
+            return (start, scale)
+        return (start, scale, init.label if init.checkpoint is None else str(Path(init.checkpoint).resolve()))
 
     mine = key(inits[label])
     return next((other for other in done if mine is not None and key(inits[other]) == mine), None)
@@ -158,17 +170,24 @@ def build_initialiser(init: Init, config: RefineBenchConfig) -> Optional[Backbon
 
 
 def run_pair(
-    train, held_out, backbone: Optional[Backbone], config: RefineBenchConfig, schedule: List[int], lpips=None, start: str = "prediction"
+    train,
+    held_out,
+    backbone: Optional[Backbone],
+    config: RefineBenchConfig,
+    refine: RefineConfig,
+    schedule: List[int],
+    lpips=None,
+    start: str = "prediction",
 ) -> Dict:
-    """Refine one scene from one initialisation; metrics at every scheduled step."""
+    """Refine one scene from one initialisation with `refine`; metrics at every scheduled step."""
     # gsplat's densification draws from the global RNG: seeded here, a pair's result does not depend on
     # what ran before it in the process (other pairs, other inits' construction).
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     began = time.perf_counter()
-    chosen = initial_gaussians(train, backbone, config.start, config.refine, start=start)
+    chosen = initial_gaussians(train, backbone, config.start, refine, start=start)
     start_seconds = time.perf_counter() - began
-    refiner = Refiner(chosen.gaussians, config.refine, len(train), densify=config.densify, generator=generator)
+    refiner = Refiner(chosen.gaussians, refine, len(train), densify=config.densify, generator=generator)
     supervision = train.views()
     eval_indices = None
     if config.max_eval_views is not None and config.max_eval_views < len(held_out):
@@ -251,11 +270,13 @@ def main(config: RefineBenchConfig) -> Dict:
             if scene_path not in loaded:
                 loaded = {scene_path: load_scene(scene_path, max_image_side=config.max_image_side)}
             train, held_out = loaded[scene_path]
-            twin = same_start_as(label, inits, train, {other for other in inits if f"{scene_path.name}|{other}" in results["runs"]})
+            finished = {other for other in inits if f"{scene_path.name}|{other}" in results["runs"]}
+            twin = same_start_as(label, inits, train, finished, config)
             if twin is not None:
                 record = {**results["runs"][f"{scene_path.name}|{twin}"], "same_as": twin}
             else:
-                record = run_pair(train, held_out, backbones[label], config, schedule, lpips, start=inits[label].start)
+                init = inits[label]
+                record = run_pair(train, held_out, backbones[label], config, config.refinement_of(init), schedule, lpips, init.start)
             record["init"] = identities[label]
             results["runs"][f"{scene_path.name}|{label}"] = record
             write_json_atomic(results_path, results, indent=1)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
-from typing import Dict, Literal
+from typing import Dict, Literal, Tuple
 
 from foresplat_ns.gaussians import Gaussians
 
@@ -28,6 +29,14 @@ class RefineConfig:
     """Adam learning rate of SH band 0 (splatfacto's)."""
     lr_features_rest: float = 0.0025 / 20
     """Adam learning rate of the higher SH bands (splatfacto's)."""
+    learning_rate_scale: float = 3.0
+    """ForeSplat starts refining at splatfacto's learning rates (the lr_* fields) times this, and decays them
+    exponentially to splatfacto's own: over `learning_rate_scale_steps`, and the means over max_steps to
+    lr_means_final. splatfacto's rates are set for 30,000 steps from faint SfM points; a learned start
+    refined for 2,000 gains most with larger first steps (docs/RESULTS.md, "Learning rates"). 1.0 is
+    splatfacto's own refinement (`as_splatfacto`)."""
+    learning_rate_scale_steps: int = 200
+    """Steps over which the learning rates other than the means' return to splatfacto's."""
     adam_eps: float = 1e-15
     """Adam's eps, as splatfacto: per-Gaussian gradients of a mean loss are tiny, and a larger eps would
     damp the updates."""
@@ -53,13 +62,26 @@ class RefineConfig:
     split_screen_size: float = 0.05
     use_absgrad: bool = True
 
-    def learning_rates(self) -> Dict[str, float]:
-        return {name: getattr(self, f"lr_{name}") for name in Gaussians.field_names()}
+    def schedule(self, name: str) -> Tuple[float, float, int]:
+        """(first, last, steps): Adam's learning rate of Gaussian field `name` decays exponentially from
+        `first` to `last` over `steps` and then stays (nerfstudio's ExponentialDecayScheduler)."""
+        own = getattr(self, f"lr_{name}")
+        if name == "means":
+            return own * self.learning_rate_scale, self.lr_means_final, self.max_steps
+        return own * self.learning_rate_scale, own, self.learning_rate_scale_steps
 
-    def means_lr(self, step: int) -> float:
-        """Exponential decay from lr_means to lr_means_final over max_steps (nerfstudio's schedule)."""
-        t = min(max(step / max(self.max_steps, 1), 0.0), 1.0)
-        return math.exp(math.log(self.lr_means) * (1 - t) + math.log(self.lr_means_final) * t)
+    def learning_rate(self, name: str, step: int) -> float:
+        first, last, steps = self.schedule(name)
+        t = min(max(step / max(steps, 1), 0.0), 1.0)
+        return math.exp(math.log(first) * (1 - t) + math.log(last) * t)
+
+    def learning_rates(self) -> Dict[str, float]:
+        """Adam's learning rate per Gaussian field at step 0."""
+        return {name: self.learning_rate(name, 0) for name in Gaussians.field_names()}
+
+    def as_splatfacto(self) -> "RefineConfig":
+        """This refinement with splatfacto's own learning rates: what `ns-train splatfacto` would run."""
+        return dataclasses.replace(self, learning_rate_scale=1.0)
 
     def active_sh_degree(self, step: int) -> int:
         return min(step // self.sh_degree_interval, self.sh_degree)
@@ -76,12 +98,11 @@ class RefineConfig:
         from foresplat_ns.nerfstudio_glue.optimizers import FusedAdamOptimizerConfig
 
         groups = {}
-        for name, lr in self.learning_rates().items():
-            scheduler = None
-            if name == "means":
-                scheduler = ExponentialDecaySchedulerConfig(lr_final=self.lr_means_final, max_steps=self.max_steps)
-            groups[name] = {"optimizer": FusedAdamOptimizerConfig(lr=lr, eps=self.adam_eps), "scheduler": scheduler}
+        for name in Gaussians.field_names():
+            first, last, steps = self.schedule(name)
+            scheduler = ExponentialDecaySchedulerConfig(lr_final=last, max_steps=steps) if first != last else None
+            groups[name] = {"optimizer": FusedAdamOptimizerConfig(lr=first, eps=self.adam_eps), "scheduler": scheduler}
         return groups
 
 
-_REFINE_ONLY = {"adam_eps", "max_steps"}
+_REFINE_ONLY = {"adam_eps", "max_steps", "learning_rate_scale", "learning_rate_scale_steps"}

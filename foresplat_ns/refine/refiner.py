@@ -20,7 +20,7 @@ class Refiner:
     """Adam refinement of one set of Gaussians, step by step, exactly as test time runs it.
 
     It owns leaf parameters initialised from `gaussians` (detached copies), one fused Adam per field as
-    nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`), the means schedule, and, when
+    nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`) with their schedules, and, when
     `densify` is set, gsplat's DefaultStrategy with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
     plain gradient of each state before the step moves it. `phase` wraps each part of a step (render,
     strategy, loss, validation, backward, adam): `foresplat-bench step` times the very step this runs.
@@ -76,9 +76,9 @@ class Refiner:
     def apply(self) -> None:
         """Take the Adam step (and densification) for the gradients left by `loss_and_grad`."""
         with self.phase("adam"):
-            for group in self.optimizers["means"].param_groups:
-                group["lr"] = self.config.means_lr(self.step)
-            for opt in self.optimizers.values():
+            for name, opt in self.optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = self.config.learning_rate(name, self.step)
                 opt.step()
         with self.phase("validation"):
             self.check_finite()
