@@ -28,6 +28,11 @@ in_lanes() {
     bench --scenes "$scenes" --output "$out" --merge-from "$out.lane-0" "$out.lane-1" "$@"
 }
 
+# The folders under $CAPTURES of the captures configs/real_split.txt puts in split $1 (train or heldout).
+split_captures() {
+    grep "^$1 " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'
+}
+
 # The capture folders listed on stdin that hold SfM points (COLMAP points3D.* or a sparse_pc.ply).
 with_sfm_points() {
     while read -r scene; do

@@ -20,7 +20,7 @@ OUT=results/learning-rates
 mkdir -p "$OUT"
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 for split in train heldout; do
-    grep "^$split " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/$split-all.txt"
+    split_captures "$split" > "$OUT/$split-all.txt"
     with_sfm_points < "$OUT/$split-all.txt" > "$OUT/$split-sfm.txt"
     grep -vxFf "$OUT/$split-sfm.txt" "$OUT/$split-all.txt" > "$OUT/$split-nosfm.txt" || true
 done

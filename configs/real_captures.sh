@@ -14,7 +14,7 @@ SPLIT=${2:-heldout}
 OUT=results/real-$SPLIT
 PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 mkdir -p "$OUT"
-grep "^$SPLIT " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/scenes.txt"
+split_captures "$SPLIT" > "$OUT/scenes.txt"
 INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt"
     "generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated.pt")
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }

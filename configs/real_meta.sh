@@ -19,7 +19,7 @@ for spec in "orbit 32 21" "hemisphere 16 22" "forward-facing 16 23"; do
         --seed "$seed" --resolution 128 --num-views 24 --num-eval-views 4 --cameras "$layout" --overwrite
 done
 {
-    for _ in $(seq "$REAL_REPEATS"); do grep "^train " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'; done
+    for _ in $(seq "$REAL_REPEATS"); do split_captures train; done
     find "$(realpath data/gen128)" -mindepth 2 -maxdepth 2 -type d -name 'scene_*' | sort
 } > "$OUT/scenes.txt"
 export SCENES=$OUT/scenes.txt INIT=foresplat_ns/checkpoints/compact-vanilla-generated.pt
@@ -28,7 +28,7 @@ for seed in 0 1; do
     { train metagrad "$seed"; train vanilla "$seed" --pipeline.rule zero-step; } > "$OUT/lane-$seed.log" 2>&1 &
 done
 wait
-grep "^heldout " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' > "$OUT/heldout.txt"
+split_captures heldout > "$OUT/heldout.txt"
 INITS=("generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated.pt"
     "generated-vanilla:foresplat_ns/checkpoints/compact-vanilla-generated.pt")
 for run in real-metagrad-s0 real-metagrad-s1 real-vanilla-s0 real-vanilla-s1; do INITS+=("$run:$RUNS/$run/backbone.pt"); done

@@ -16,7 +16,7 @@ OUT=results/sfm-depth
 mkdir -p "$OUT"
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 for split in train heldout; do
-    grep "^$split " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}' | with_sfm_points > "$OUT/$split.txt"
+    split_captures "$split" | with_sfm_points > "$OUT/$split.txt"
 done
 
 in_lanes "$OUT/train.txt" "$OUT/train" --init splatfacto sfm-depth:shipped sfm-depth-union:shipped:union --max-steps 1000
