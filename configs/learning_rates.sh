@@ -10,7 +10,8 @@
 #       over 500 and over 200 steps (the default); and splatfacto's start refined with the first of those,
 #       a control for what the learning rates buy any start;
 # 2. the judgement, on the held-out captures: with SfM points, the default and splatfacto's start
-#    (refined with splatfacto's own learning rates), refinement seeds 0-2, for both decays; without SfM
+#    (refined with splatfacto's own learning rates), refinement seeds 0-2, for both decays, and the
+#    zero-step checkpoint's same start (MetaGrad against the zero-step rule); without SfM
 #    points, the default, seed 0 (splatfacto's start there: configs/real_captures.sh).
 # Two lanes (one per core); resumable.
 set -euo pipefail
@@ -56,7 +57,8 @@ in_lanes "$OUT/train-sfm.txt" "$OUT/train-decay200" --init default --max-steps 2
 for seed in 0 1 2; do
     in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-decay500-seed$seed" --init splatfacto default --max-steps 2000 \
         --seed "$seed" --refine.learning-rate-scale-steps 500
-    in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-decay200-seed$seed" --init splatfacto default --max-steps 2000 --seed "$seed"
+    in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-decay200-seed$seed" --init splatfacto default \
+        "vanilla-union:foresplat_ns/checkpoints/compact-vanilla.pt:union" --max-steps 2000 --seed "$seed"
 done
 in_lanes "$OUT/heldout-nosfm.txt" "$OUT/heldout-nosfm-decay200" --init default --max-steps 2000
 
