@@ -25,19 +25,3 @@ for seed in 0 1 2; do
         --init splatfacto default "vanilla-union:foresplat_ns/checkpoints/compact-vanilla.pt:union"
 done
 in_lanes "$OUT/heldout.txt" "$OUT/random" --init random --max-steps 2000  # 20k random Gaussians, for scale
-
-# 3. The README's plot: splatfacto's start and the default on every held-out capture (seed 0). On the captures
-#    without SfM points today's default is the very computation configs/real_captures.sh ran (no points, so
-#    the same prediction and the same `best`): their curves come from there.
-$BIN/python - <<'PLOT'
-import json
-from pathlib import Path
-from foresplat_ns.bench.refine import plot
-runs = json.loads(Path("results/real-heldout/steps/results.json").read_text())["runs"]
-runs.update(json.loads(Path("results/sfm-depth/heldout-seed0/results.json").read_text())["runs"])
-scenes = ["yhuoyuh_db", "mouse_colmap", "vork_ethiopian_head", "vork_mold_gold_cape"]
-out = Path("results/sfm-depth/plot")
-out.mkdir(exist_ok=True)
-plot(runs, ["splatfacto", "default"], scenes, out)
-print(f"wrote {out}/psnr_vs_steps_per_scene.png (docs/real_captures_psnr_vs_steps.png)")
-PLOT
