@@ -41,3 +41,16 @@ with_sfm_points() {
         fi
     done
 }
+
+# The training scenes of the presets that train on real photos: the "train" captures of
+# configs/real_split.txt, each listed REAL_REPEATS times (about 40% of outer steps draw one), and 64
+# generated 128² scenes (orbits, hemispheres and forward-facing grids, like the captures), made once.
+real_and_generated_scenes() {
+    for spec in "orbit 32 21" "hemisphere 16 22" "forward-facing 16 23"; do
+        read -r layout count seed <<< "$spec"
+        [ -f "data/gen128/$layout/index.json" ] || $BIN/foresplat-synth --output "data/gen128/$layout" --num-scenes "$count" \
+            --seed "$seed" --resolution 128 --num-views 24 --num-eval-views 4 --cameras "$layout" --overwrite >&2
+    done
+    for _ in $(seq "${REAL_REPEATS:-6}"); do split_captures train; done
+    find "$(realpath data/gen128)" -mindepth 2 -maxdepth 2 -type d -name 'scene_*' | sort
+}

@@ -10,18 +10,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/real_meta.sh CAPTURES_DIR}")
-REAL_REPEATS=${REAL_REPEATS:-6}
 OUT=results/real-meta
 mkdir -p "$OUT"
-for spec in "orbit 32 21" "hemisphere 16 22" "forward-facing 16 23"; do
-    read -r layout count seed <<< "$spec"
-    [ -f "data/gen128/$layout/index.json" ] || $BIN/foresplat-synth --output "data/gen128/$layout" --num-scenes "$count" \
-        --seed "$seed" --resolution 128 --num-views 24 --num-eval-views 4 --cameras "$layout" --overwrite
-done
-{
-    for _ in $(seq "$REAL_REPEATS"); do split_captures train; done
-    find "$(realpath data/gen128)" -mindepth 2 -maxdepth 2 -type d -name 'scene_*' | sort
-} > "$OUT/scenes.txt"
+real_and_generated_scenes > "$OUT/scenes.txt"
 export SCENES=$OUT/scenes.txt INIT=foresplat_ns/checkpoints/compact-vanilla-generated.pt
 train() { configs/meta_train.sh "real-$1-s$2" "$STEPS" "$2" --pipeline.datamanager.max-image-side 160 "${@:3}"; }
 for seed in 0 1; do

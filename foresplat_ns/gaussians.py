@@ -184,3 +184,10 @@ def cap_gaussians(
             keep = visible[picked]
         keep = torch.sort(keep).values
     return gaussians[keep]
+
+
+def union(first: Gaussians, second: Gaussians) -> Gaussians:
+    """Both sets of Gaussians in one (the higher SH bands padded with zeros to the larger degree)."""
+    degree = max(first.sh_degree, second.sh_degree)
+    a, b = first.with_sh_degree(degree), second.to(first.means).with_sh_degree(degree)
+    return Gaussians(**{name: torch.cat([getattr(a, name), getattr(b, name)], dim=0) for name in Gaussians.field_names()})

@@ -8,7 +8,9 @@
     backward(φ, g)                        back-propagated as if it were dL/dφ
 
 K = 0 is the zero-step rule (g = ∇L(θ₀)), i.e. ordinary "vanilla" training of a feed-forward
-predictor, from the same code. Only the running anchor sum is kept, so memory does not grow with K.
+predictor, from the same code. Where test time refines the prediction together with Gaussians it did
+not predict (`ns-train foresplat`'s default start adds splatfacto's SfM start), the inner loop does too
+(`companion`): they shape the trajectory, and only the prediction's rows of g are back-propagated. Only the running anchor sum is kept, so memory does not grow with K.
 
 The inner loop talks to a refiner through three members (`params`, `loss_and_grad(view)`,
 `apply()`), which `foresplat_ns.refine.Refiner` provides for rendering; tests use tiny
@@ -23,7 +25,7 @@ from typing import Dict, List, Literal, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.gaussians import Gaussians, union
 from foresplat_ns.refine import RefineConfig, Refiner, View, background_for_step, composite_over, psnr, render_view
 
 
@@ -208,20 +210,24 @@ def metagrad_step(
     generator: Optional[torch.Generator] = None,
     outer_step: int = 0,
     measure_view: Optional[View] = None,
+    companion: Optional[Gaussians] = None,
 ) -> MetaGradStep:
     """One MetaGrad outer step on rendered Gaussians (unbatched prediction, differentiable).
 
-    With `measure_view`, the PSNR of θ₀ and of θ_K on it are reported (no grad; θ_K costs the
-    inner loop's last step, which the zero-step rule does not run anyway).
+    `companion`: Gaussians refined together with the prediction, as test time refines them, whose own
+    gradient rows are dropped. With `measure_view`, the PSNR of θ₀ and of θ_K on it are reported (no
+    grad; θ_K costs the inner loop's last step, which the zero-step rule does not run anyway).
     """
     prediction.validate("the backbone's prediction")
-    refiner = Refiner(prediction, refine, num_train_views=len(supervision_views), densify=False, generator=generator)
+    start = prediction if companion is None else union(prediction, companion)
+    refiner = Refiner(start, refine, num_train_views=len(supervision_views), densify=False, generator=generator)
     zero_psnr = _measure(refiner, measure_view, refine) if measure_view is not None else None
     result = unroll_and_aggregate(refiner, supervision_views, config, query_views, generator, outer_step)
     final_psnr = None
     if measure_view is not None:
         final_psnr = zero_psnr if config.is_zero_step() else _measure(refiner, measure_view, refine)
-    return MetaGradStep(surrogate_loss(prediction, result.gradient), result, zero_psnr, final_psnr)
+    predicted_rows = {name: g[tuple(slice(0, n) for n in getattr(prediction, name).shape)] for name, g in result.gradient.items()}
+    return MetaGradStep(surrogate_loss(prediction, predicted_rows), result, zero_psnr, final_psnr)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ import torch
 from foresplat_ns.backbones import Backbone
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 from foresplat_ns.data import SceneViews, evenly_spaced
-from foresplat_ns.gaussians import Gaussians, cap_gaussians
+from foresplat_ns.gaussians import Gaussians, cap_gaussians, union
 from foresplat_ns.refine import RefineConfig, background_for_step, composite_over, photometric_loss, render_view
 
 START_NAMES: Tuple[str, ...] = ("prediction", "splatfacto", "union")
@@ -94,13 +94,6 @@ def splatfacto_start(scene: SceneViews, config: StartConfig, sh_degree: int = 3)
             seed=config.seed,
         ).setup()
     return backbone(context)[0]
-
-
-def union(first: Gaussians, second: Gaussians) -> Gaussians:
-    """Both sets of Gaussians in one (the higher SH bands padded with zeros to the larger degree)."""
-    degree = max(first.sh_degree, second.sh_degree)
-    a, b = first.with_sh_degree(degree), second.to(first.means).with_sh_degree(degree)
-    return Gaussians(**{name: torch.cat([getattr(a, name), getattr(b, name)], dim=0) for name in Gaussians.field_names()})
 
 
 def probe_view_indices(num_views: int, context: List[int], count: int) -> List[int]:

@@ -192,3 +192,20 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(small_corpus):
     train(resumed, resumed_opt, range(3, 6))
     for (name, a), b in zip(whole.backbone.state_dict().items(), resumed.backbone.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+
+
+def test_inner_loop_refines_the_sfm_start_beside_the_prediction_where_asked(small_corpus):
+    """refine_with_sfm_start: each batch carries splatfacto's start from the scene's SfM points (one Gaussian
+    per point, opacity 0.1); off, none."""
+    from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
+
+    def batch(**flags):
+        config = MultiSceneDataManagerConfig(data=small_corpus, num_context_views=2, **flags)
+        return config.setup(device="cpu").next_train(0)
+
+    assert batch().companion is None
+    with_start = batch(refine_with_sfm_start=True)
+    scene = next(path for path in small_corpus.rglob("sparse_pc.ply") if path.parent.name == with_start.scene)
+    num_points = int(next(line for line in scene.read_text(errors="ignore").splitlines() if line.startswith("element vertex")).split()[-1])
+    assert with_start.companion.num_gaussians == num_points > 0
+    torch.testing.assert_close(with_start.companion.activated_opacities(), torch.full((num_points,), 0.1))

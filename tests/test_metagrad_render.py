@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from foresplat_ns.cameras import intrinsics_matrix, viewmats_from_camtoworlds
-from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.gaussians import Gaussians, union
 from foresplat_ns.metagrad import DivergedInnerLoop, MetaGradConfig, metagrad_step
 from foresplat_ns.refine import RefineConfig, Refiner, View, photometric_loss, render_view
 
@@ -76,6 +76,27 @@ def test_anchor_gradient_is_the_gradient_at_that_state():
     # ...and it differs from the zero-step gradient: the unroll did something.
     zero = metagrad_step(as_prediction(start)[1], views[:1], REFINE, MetaGradConfig(inner_steps=0))
     assert not torch.allclose(zero.result.gradient["means"], step.result.gradient["means"])
+
+
+def test_companion_gaussians_shape_the_inner_loop_and_only_the_prediction_is_trained():
+    """With Gaussians refined beside the prediction (test time's SfM start), g is the prediction's rows of
+    ∇L at the state a K-step refinement of both together reaches; the companion is not back-propagated."""
+    start, views = scene(seed=3)
+    predicted, companion = start[:200], start[200:].detach()
+    weights, prediction = as_prediction(predicted)
+    rule = MetaGradConfig(inner_steps=2, num_anchors=1, anchor_sampler="stride")
+    step = metagrad_step(prediction, views[:1], REFINE, rule, companion=companion)
+    step.surrogate.backward()
+
+    refiner = Refiner(union(predicted, companion), REFINE, num_train_views=1)
+    for _ in range(2):
+        refiner.train_step(views[0])
+    refiner.loss_and_grad(views[0])
+    for name, p in refiner.params.items():
+        assert step.result.gradient[name].shape[0] == 300
+        torch.testing.assert_close(weights[name].grad, p.grad[:200], rtol=1e-5, atol=1e-9, msg=name)
+    alone = metagrad_step(as_prediction(predicted)[1], views[:1], REFINE, rule)
+    assert not torch.allclose(alone.result.gradient["means"], step.result.gradient["means"][:200])
 
 
 def test_refinement_improves_and_metagrad_reports_psnr():

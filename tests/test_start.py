@@ -14,9 +14,9 @@ from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
 from foresplat_ns.data import load_scene
-from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.gaussians import Gaussians, union
 from foresplat_ns.refine import RefineConfig
-from foresplat_ns.start import StartConfig, initial_gaussians, probe_view_indices, splatfacto_start, union
+from foresplat_ns.start import StartConfig, initial_gaussians, probe_view_indices, splatfacto_start
 
 
 @pytest.fixture(scope="module")

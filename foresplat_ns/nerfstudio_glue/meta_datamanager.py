@@ -20,17 +20,21 @@ from rich.progress import track
 
 from foresplat_ns.backbones.base import ContextViews
 from foresplat_ns.data import SceneViews, discover_scenes, load_scene
+from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import View
+from foresplat_ns.start import StartConfig, splatfacto_start
 
 
 @dataclass
 class MetaBatch:
-    """One outer step's data: a scene's context, supervision and query views."""
+    """One outer step's data: a scene's context, supervision and query views, and the Gaussians the
+    inner loop refines beside the prediction (None: the prediction alone)."""
 
     scene: str
     context: ContextViews
     supervision: List[View]
     query: List[View]
+    companion: Optional[Gaussians] = None
 
 
 @dataclass
@@ -50,6 +54,10 @@ class MultiSceneDataManagerConfig(DataManagerConfig):
     """Hand each scene's SfM points to the backbone with its context views (the compact backbone then takes
     their depth instead of its plane sweep's). False: the backbone learns its own depth, which is all it
     has on captures without SfM points."""
+    refine_with_sfm_start: bool = False
+    """Where a scene has SfM points, the inner loop refines the prediction together with splatfacto's start
+    from them (opacity 0.1, nearest-neighbour scales), as `ns-train foresplat`'s default start does; only
+    the prediction is trained. False: the prediction alone."""
     min_query_views: int = 1
     """Scenes with fewer held-out views than this are skipped (only matters for query='heldout')."""
     max_scenes: Optional[int] = None
@@ -75,6 +83,7 @@ class MultiSceneDataManager(DataManager):
         self.local_rank = local_rank
         self.train_scenes: List[Tuple[SceneViews, SceneViews]] = []
         self.eval_scenes: List[Tuple[SceneViews, SceneViews]] = []
+        self.sfm_starts: Dict[str, Gaussians] = {}
         # Each rank draws its own scenes, reproducibly.
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + local_rank)
         super().__init__()
@@ -146,7 +155,15 @@ class MultiSceneDataManager(DataManager):
             context=train.context(indices, with_points=self.config.backbone_sees_sfm_points).to(self.device),
             supervision=train.to(self.device).views(),
             query=held_out.to(self.device).views(),
+            companion=self.sfm_start(train) if self.config.refine_with_sfm_start and train.has_sfm_points else None,
         )
+
+    def sfm_start(self, scene: SceneViews) -> Gaussians:
+        """splatfacto's start from the scene's SfM points (degree-0 colours), built once per scene."""
+        key = str(scene.filenames[0])  # names repeat across corpora (scene_00000); image paths do not
+        if key not in self.sfm_starts:
+            self.sfm_starts[key] = splatfacto_start(scene, StartConfig(), sh_degree=0)
+        return self.sfm_starts[key].to(self.device)
 
     def next_train(self, step: int) -> MetaBatch:
         self.train_count += 1

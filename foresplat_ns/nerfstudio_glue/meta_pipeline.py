@@ -21,7 +21,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from foresplat_ns.backbones import BackboneSelection, build_backbone, save_checkpoint
-from foresplat_ns.gaussians import cap_gaussians
+from foresplat_ns.gaussians import cap_gaussians, union
 from foresplat_ns.metagrad import DivergedInnerLoop, MetaGradConfig, metagrad_step
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MetaBatch, MultiSceneDataManagerConfig
 from foresplat_ns.nerfstudio_glue.meta_model import BackboneModelConfig
@@ -116,6 +116,7 @@ class MetaPipeline(VanillaPipeline):
                 generator=self.generator,
                 outer_step=step,
                 measure_view=batch.query[0] if batch.query else batch.supervision[0],
+                companion=batch.companion,
             )
         except (DivergedInnerLoop, ValueError) as err:
             CONSOLE.log(f"[yellow]foresplat-meta step {step}: skipping scene {batch.scene}: {err}")
@@ -139,9 +140,10 @@ class MetaPipeline(VanillaPipeline):
     def evaluate_scene(self, batch: MetaBatch, steps: int) -> Dict[str, float]:
         """Held-out-view PSNR of the prediction before and after `steps` steps of test-time refinement."""
         prediction = cap_gaussians(self.model(batch.context)[0], self.config.max_gaussians, generator=self.generator)
+        start = prediction if batch.companion is None else union(prediction, batch.companion)
         query = batch.query or batch.supervision
         with torch.enable_grad():
-            refiner = Refiner(prediction, self.config.refine, len(batch.supervision), generator=self.generator)
+            refiner = Refiner(start, self.config.refine, len(batch.supervision), generator=self.generator)
             zero_psnr = refiner.evaluate(query)["psnr"]
             for _ in range(steps):
                 refiner.train_step(batch.supervision[int(torch.randint(len(batch.supervision), (1,), generator=self.generator))])
