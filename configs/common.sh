@@ -14,8 +14,11 @@ shared_start() {
     export INIT=$RUNS/pretrain/backbone.pt
 }
 
-# Runs `bench` (a function the preset defines) over the scenes listed in $1 in two lanes (alternate
-# scenes, one per core), then merges them into $2; the remaining arguments go to every call.
+# The real-capture benchmark: `ns-train foresplat`'s refinement at 240 px on the long side, 8 held-out views.
+bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
+
+# Runs `bench` over the scenes listed in $1 in two lanes (alternate scenes, one per core), then merges
+# them into $2; the remaining arguments go to every call.
 in_lanes() {
     local scenes=$1 out=$2
     shift 2

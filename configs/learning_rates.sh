@@ -19,7 +19,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/learning_rates.sh CAPTURES_DIR}")
 OUT=results/learning-rates
 mkdir -p "$OUT"
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 for split in train heldout; do
     split_captures "$split" > "$OUT/$split-all.txt"
     with_sfm_points < "$OUT/$split-all.txt" > "$OUT/$split-sfm.txt"

@@ -17,7 +17,6 @@ mkdir -p "$OUT"
 split_captures "$SPLIT" > "$OUT/scenes.txt"
 INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt"
     "generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated.pt")
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 
 in_lanes "$OUT/scenes.txt" "$OUT/steps" --init "${INITS[@]}" --max-steps 2000
 with_sfm_points < "$OUT/scenes.txt" > "$OUT/with-sfm.txt"

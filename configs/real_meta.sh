@@ -24,5 +24,4 @@ INITS=("generated-foresplat:foresplat_ns/checkpoints/compact-foresplat-generated
     "generated-vanilla:foresplat_ns/checkpoints/compact-vanilla-generated.pt")
 for run in real-metagrad-s0 real-metagrad-s1 real-vanilla-s0 real-vanilla-s1; do INITS+=("$run:$RUNS/$run/backbone.pt"); done
 # Each checkpoint's prediction alone (LABEL:CHECKPOINT starts from it), against the generated-only pair's.
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 in_lanes "$OUT/heldout.txt" "$OUT/heldout" --init "${INITS[@]}" --reference generated-foresplat --max-steps "${EVAL_STEPS:-500}"

@@ -14,7 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/sfm_depth.sh CAPTURES_DIR}")
 OUT=results/sfm-depth
 mkdir -p "$OUT"
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 for split in train heldout; do
     split_captures "$split" | with_sfm_points > "$OUT/$split.txt"
 done

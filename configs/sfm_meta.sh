@@ -37,7 +37,6 @@ for rule in metagrad vanilla; do
 done
 wait
 
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 for split in train heldout; do
     split_captures "$split" > "$OUT/$split-all.txt"
     with_sfm_points < "$OUT/$split-all.txt" > "$OUT/$split-sfm.txt"
