@@ -61,19 +61,3 @@ for seed in 0 1 2; do
 done
 in_lanes "$OUT/heldout-nosfm.txt" "$OUT/heldout-nosfm-decay200" --init default --max-steps 2000
 
-# 3. The README's plot: splatfacto's start and the default on every held-out capture (seed 0); splatfacto's
-#    start on the captures without SfM points from configs/real_captures.sh (splatfacto's rates, unchanged).
-$BIN/python - <<'PLOT'
-import json
-from pathlib import Path
-from foresplat_ns.bench.refine import plot
-runs = {}
-for results in ("results/real-heldout/steps", "results/learning-rates/heldout-decay200-seed0", "results/learning-rates/heldout-nosfm-decay200"):
-    runs.update({key: run for key, run in json.loads(Path(results, "results.json").read_text())["runs"].items()
-                 if key.endswith(("|splatfacto", "|default"))})
-scenes = ["yhuoyuh_db", "mouse_colmap", "vork_ethiopian_head", "vork_mold_gold_cape"]
-out = Path("results/learning-rates/plot")
-out.mkdir(exist_ok=True)
-plot(runs, ["splatfacto", "default"], scenes, out)
-print(f"wrote {out}/psnr_vs_steps_per_scene.png (docs/real_captures_psnr_vs_steps.png)")
-PLOT

@@ -70,6 +70,10 @@ class StartConfig:
     --pipeline.model.random-scale)."""
     seed: int = 0
 
+    def backbone_sees_points_of(self, scene: SceneViews) -> bool:
+        """Whether the backbone gets `scene`'s SfM points (and so the shipped checkpoint made for them)."""
+        return self.backbone_sees_sfm_points and scene.has_sfm_points
+
 
 @dataclass
 class Start:

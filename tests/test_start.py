@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import tyro
 from conftest import register_fixed_backbone
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-from foresplat_ns.backbones import BackboneSelection, build_backbone
+from foresplat_ns.backbones import BackboneSelection, build_backbone, shipped_checkpoint
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
@@ -98,23 +100,45 @@ def test_each_start_is_what_it_says(scene):
         initial_gaussians(scene, None, StartConfig(start="union"), refine)
 
 
-def test_bench_default_is_ns_train_foresplats_start(small_scene, scene):
-    """`--init default` builds with the shipped checkpoint and StartConfig(), as the pipeline does with no flags."""
+@pytest.mark.parametrize("with_points", [True, False])
+def test_bench_default_is_ns_train_foresplats_start(small_scene, scene, with_points):
+    """`--init default` builds with the shipped checkpoint for the capture (the one made for SfM points where
+    the backbone sees them) and StartConfig(), as the pipeline does with no flags."""
     from test_nerfstudio import method_config
+
+    from foresplat_ns.bench.refine import build_initialiser
 
     config = method_config("foresplat")
     config.pipeline.datamanager.data = small_scene
-    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=True)
+    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=with_points)
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     init = parse_inits(("default",))["default"]
     assert init.start == StartConfig().start == config.pipeline.start.start
-    from foresplat_ns.bench.refine import build_initialiser
-
+    capture = scene if with_points else type(scene)(scene.name, scene.images, scene.intrinsics, scene.camtoworlds, scene.filenames)
+    sees = RefineBenchConfig().start.backbone_sees_points_of(capture)
+    assert sees == with_points
+    assert init.checkpoint_for(sees).name == ("compact-foresplat-sfm.pt" if with_points else "compact-foresplat.pt")
     bench = initial_gaussians(
-        scene, build_initialiser(init, RefineBenchConfig()), RefineBenchConfig().start, RefineConfig(), start=init.start
+        capture, build_initialiser(init, RefineBenchConfig(), sees), RefineBenchConfig().start, RefineConfig(), start=init.start
     )
     for name, value in bench.gaussians.items():
         torch.testing.assert_close(pipeline.model.gauss_params[name].detach(), value.float(), msg=name)
+
+
+def test_the_shipped_checkpoint_for_sfm_points_is_taken_where_the_backbone_sees_them(tmp_path):
+    """One rule for ns-train foresplat and the bench: the -sfm checkpoint where shipped and the points are
+    seen, else the plain one; the bench's default init is redone when either file changes."""
+    plain, with_sfm = shipped_checkpoint("compact"), shipped_checkpoint("compact", with_sfm_points=True)
+    assert (plain.name, with_sfm.name) == ("compact-foresplat.pt", "compact-foresplat-sfm.pt")
+    assert shipped_checkpoint("compact", "foresplat-generated", with_sfm_points=True).name == "compact-foresplat-generated.pt"
+    assert build_backbone(BackboneSelection(), with_sfm_points=True).checkpoint_path == with_sfm
+    assert build_backbone(BackboneSelection()).checkpoint_path == plain
+    default = parse_inits(("default",))["default"]
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(with_sfm.read_bytes())
+    assert dataclasses.replace(default, checkpoint_with_sfm_points=copy).identity() == default.identity()
+    copy.write_bytes(plain.read_bytes())
+    assert dataclasses.replace(default, checkpoint_with_sfm_points=copy).identity() != default.identity()
 
 
 def test_repeated_init_flag_keeps_every_value(tmp_path):

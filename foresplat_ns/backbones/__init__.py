@@ -24,10 +24,17 @@ from foresplat_ns.backbones.pi3x import Pi3XBackboneConfig
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig, RandomInitConfig
 
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-"""Checkpoints installed with the package: <backbone>-foresplat.pt (MetaGrad) and <backbone>-vanilla.pt."""
+"""Checkpoints installed with the package: <backbone>-foresplat.pt (MetaGrad) and <backbone>-vanilla.pt, and
+<backbone>-<rule>-sfm.pt, the same fine-tuned for captures whose SfM points the backbone sees."""
 
 
-def shipped_checkpoint(backbone: str, rule: str = "foresplat") -> Path:
+def shipped_checkpoint(backbone: str, rule: str = "foresplat", with_sfm_points: bool = False) -> Path:
+    """The shipped checkpoint; `with_sfm_points`: the one for captures whose SfM points the backbone sees,
+    where one is shipped. Two, because fine-tuning with the points' depth made the network's own depth
+    worse on captures without them (docs/RESULTS.md)."""
+    specialised = SHIPPED_CHECKPOINTS / f"{backbone}-{rule}-sfm.pt"
+    if with_sfm_points and specialised.is_file():
+        return specialised
     return SHIPPED_CHECKPOINTS / f"{backbone}-{rule}.pt"
 
 
@@ -58,13 +65,16 @@ class BackboneSelection:
         return settings if isinstance(settings, BackboneConfig) else backbone_config_class(self.name)()
 
 
-def build_backbone(selection: BackboneSelection, without_checkpoint: Literal["shipped", "fresh"] = "shipped") -> Backbone:
+def build_backbone(
+    selection: BackboneSelection, without_checkpoint: Literal["shipped", "fresh"] = "shipped", with_sfm_points: bool = False
+) -> Backbone:
     """The selected backbone with its weights; one rule for every command.
 
     A `.pt` checkpoint is one of ours and rebuilds the backbone it holds (settings given beside it must
     agree); anysplat and pi3x otherwise take their release's weights. With no checkpoint, a learned
     backbone takes the shipped ForeSplat checkpoint (`without_checkpoint="shipped"`, what inference
-    wants) or starts from its own initialisation ("fresh", what training from scratch wants).
+    wants; the one for captures with SfM points where `with_sfm_points`) or starts from its own
+    initialisation ("fresh", what training from scratch wants).
     """
     settings, checkpoint = selection.settings(), selection.checkpoint
     if is_pretrained(settings) and (checkpoint is None or Path(checkpoint).suffix != ".pt"):
@@ -78,7 +88,7 @@ def build_backbone(selection: BackboneSelection, without_checkpoint: Literal["sh
         if checkpoint is None and without_checkpoint == "fresh":
             return backbone
     if checkpoint is None:
-        checkpoint = shipped_checkpoint(selection.name)
+        checkpoint = shipped_checkpoint(selection.name, with_sfm_points=with_sfm_points)
         if not checkpoint.is_file():
             raise ValueError(
                 f"no weights for the '{selection.name}' backbone: none shipped at {checkpoint}. Pass "
@@ -97,6 +107,7 @@ def _from_checkpoint(path: Path, settings: BackboneConfig) -> Backbone:
     if backbone.config.name != settings.name:
         raise ValueError(f"{path} holds a '{backbone.config.name}' backbone, but the '{settings.name}' backbone was selected")
     backbone.training_record = extra  # e.g. the refinement settings MetaGrad trained it for
+    backbone.checkpoint_path = path
     return backbone
 
 

@@ -99,12 +99,18 @@ class Init:
     label: str
     checkpoint: Optional[Path]
     start: str
+    checkpoint_with_sfm_points: Optional[Path] = None
+    """Where the backbone sees a scene's SfM points, these weights instead ('default': the shipped ones for it)."""
+
+    def checkpoint_for(self, sees_sfm_points: bool) -> Optional[Path]:
+        return self.checkpoint_with_sfm_points if sees_sfm_points and self.checkpoint_with_sfm_points else self.checkpoint
 
     def identity(self) -> str:
-        """What a run of this init depends on besides the settings: its start rule and its checkpoint's
+        """What a run of this init depends on besides the settings: its start rule and its checkpoints'
         bytes, so that a finished pair is reused only while the label still means the same weights."""
-        digest = hashlib.sha1(Path(self.checkpoint).read_bytes()).hexdigest()[:12] if self.checkpoint is not None else "-"
-        return f"{self.start}:{digest}"
+        files = [self.checkpoint] + ([self.checkpoint_with_sfm_points] if self.checkpoint_with_sfm_points else [])
+        digests = [hashlib.sha1(Path(f).read_bytes()).hexdigest()[:12] for f in files if f is not None]
+        return f"{self.start}:{'+'.join(digests) or '-'}"
 
 
 NON_LEARNED = ("random", "pointcloud")
@@ -121,7 +127,8 @@ def parse_inits(specs: Tuple[str, ...], config: Optional[StartConfig] = None) ->
         if rest.rpartition(":")[2] in START_NAMES + RULES and ":" in rest:
             path, _, start = rest.rpartition(":")
         if label == "default" and not rest:
-            init = Init(label, shipped_checkpoint("compact"), (config or StartConfig()).start)
+            with_sfm = shipped_checkpoint("compact", with_sfm_points=True)
+            init = Init(label, shipped_checkpoint("compact"), (config or StartConfig()).start, with_sfm)
         elif label == "splatfacto" and not rest:
             init = Init(label, None, "splatfacto")
         elif label in NON_LEARNED and not rest:
@@ -151,16 +158,18 @@ def same_start_as(label: str, inits: Dict[str, Init], scene, done, config: Refin
         scale = config.refinement_of(init).learning_rate_scale
         if start == "splatfacto":
             return (start, scale)
-        return (start, scale, init.label if init.checkpoint is None else str(Path(init.checkpoint).resolve()))
+        checkpoint = init.checkpoint_for(config.start.backbone_sees_points_of(scene))
+        return (start, scale, init.label if checkpoint is None else str(Path(checkpoint).resolve()))
 
     mine = key(inits[label])
     return next((other for other in done if mine is not None and key(inits[other]) == mine), None)
 
 
-def build_initialiser(init: Init, config: RefineBenchConfig) -> Optional[Backbone]:
+def build_initialiser(init: Init, config: RefineBenchConfig, sees_sfm_points: bool = False) -> Optional[Backbone]:
     """The backbone an init predicts with (None for splatfacto's start, which needs none)."""
-    if init.checkpoint is not None:
-        backbone, _ = load_backbone(init.checkpoint)
+    checkpoint = init.checkpoint_for(sees_sfm_points)
+    if checkpoint is not None:
+        backbone, _ = load_backbone(checkpoint)
         return backbone.eval()
     if init.label == "random":
         return RandomInitConfig(num_gaussians=config.random_gaussians, seed=config.seed).setup()
@@ -261,7 +270,7 @@ def main(config: RefineBenchConfig) -> Dict:
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
     CONSOLE.print(f"{len(scenes)} scenes x {len(inits)} inits; {len(scenes) * len(inits) - len(todo)} pairs already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    backbones = {label: build_initialiser(init, config) for label, init in inits.items()}
+    backbones: Dict[Tuple[str, bool], Optional[Backbone]] = {}
     with Progress(*columns, console=CONSOLE) as progress:
         task = progress.add_task("refining", total=len(todo))
         loaded = {}
@@ -276,7 +285,12 @@ def main(config: RefineBenchConfig) -> Dict:
                 record = {**results["runs"][f"{scene_path.name}|{twin}"], "same_as": twin}
             else:
                 init = inits[label]
-                record = run_pair(train, held_out, backbones[label], config, config.refinement_of(init), schedule, lpips, init.start)
+                sees = config.start.backbone_sees_points_of(train)
+                if (label, sees) not in backbones:
+                    backbones[(label, sees)] = build_initialiser(init, config, sees)
+                record = run_pair(
+                    train, held_out, backbones[(label, sees)], config, config.refinement_of(init), schedule, lpips, init.start
+                )
             record["init"] = identities[label]
             results["runs"][f"{scene_path.name}|{label}"] = record
             write_json_atomic(results_path, results, indent=1)

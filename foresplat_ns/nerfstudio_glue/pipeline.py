@@ -84,13 +84,15 @@ class ForeSplatPipeline(VanillaPipeline):
             check_image_files(held_out)
         backbone = None
         if resolve_rule(start.start, scene) != "splatfacto":
-            backbone = build_backbone(self.config.backbone)
+            backbone = build_backbone(self.config.backbone, with_sfm_points=start.backbone_sees_points_of(scene))
             with_points = ""
-            if start.backbone_sees_sfm_points and scene.has_sfm_points:
+            if start.backbone_sees_points_of(scene):
                 with_points = f" and the capture's {scene.points[0].shape[0]} SfM points"
+            weights = getattr(backbone, "checkpoint_path", None)
             CONSOLE.log(
-                f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone "
-                f"from {min(start.num_context_views, len(scene))} of {len(scene)} training views{with_points}"
+                f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone"
+                f"{f' ({weights})' if weights else ''} from {min(start.num_context_views, len(scene))} of {len(scene)} "
+                f"training views{with_points}"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
         refine = RefineConfig(**{name: getattr(model, name) for name in RefineConfig().splatfacto_fields()})
