@@ -114,11 +114,13 @@ def main(config: DemoConfig) -> dict:
     CONSOLE.print(table)
     gain = results[config.start]["psnr"] - results["splatfacto"]["psnr"]
     CONSOLE.print(f"ForeSplat vs splatfacto after {config.steps} steps: {gain:+.2f} dB PSNR")
+    refine = RefineConfig()
     CONSOLE.print(
         f"ns-train foresplat with no flags uses the start '{StartConfig().start}': on a capture with SfM points (such as "
-        "this one) the shipped checkpoint's prediction, placed at the depth of those points, together with splatfacto's "
+        "this one) the prediction of the checkpoint made for them, placed at their depth, together with splatfacto's "
         "start; elsewhere the prediction or splatfacto's random start, whichever renders better before any step "
-        f"(docs/RESULTS.md says why), refined with splatfacto's learning rates times {RefineConfig().learning_rate_scale:g}"
+        f"(docs/RESULTS.md says why); refined with splatfacto's learning rates times {refine.learning_rate_scale:g} at "
+        f"first, back to splatfacto's by step {refine.learning_rate_scale_steps}"
     )
     CONSOLE.print(f"view it: ns-viewer --load-config {results[config.start]['config']}")
     return results
