@@ -36,6 +36,15 @@ split_captures() {
     grep "^$1 " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'
 }
 
+# Writes $1/{train,heldout}-{all,sfm,nosfm}.txt: each split's captures, those with SfM points, the others.
+split_lists() {
+    for split in train heldout; do
+        split_captures "$split" > "$1/$split-all.txt"
+        with_sfm_points < "$1/$split-all.txt" > "$1/$split-sfm.txt"
+        grep -vxFf "$1/$split-sfm.txt" "$1/$split-all.txt" > "$1/$split-nosfm.txt" || true
+    done
+}
+
 # The capture folders listed on stdin that hold SfM points (COLMAP points3D.* or a sparse_pc.ply).
 with_sfm_points() {
     while read -r scene; do

@@ -19,11 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/learning_rates.sh CAPTURES_DIR}")
 OUT=results/learning-rates
 mkdir -p "$OUT"
-for split in train heldout; do
-    split_captures "$split" > "$OUT/$split-all.txt"
-    with_sfm_points < "$OUT/$split-all.txt" > "$OUT/$split-sfm.txt"
-    grep -vxFf "$OUT/$split-sfm.txt" "$OUT/$split-all.txt" > "$OUT/$split-nosfm.txt" || true
-done
+split_lists "$OUT"
 grep -E "/(scodive_data|vork_statue_liberty|vork_mary_rose|caesar_custom)$" "$OUT/train-all.txt" > "$OUT/train-probe.txt"
 
 # splatfacto's learning rates times the given factors (means, scales and quaternions, opacities, colours),

@@ -42,11 +42,7 @@ for rule in metagrad vanilla; do
 done
 wait
 
-for split in train heldout; do
-    split_captures "$split" > "$OUT/$split-all.txt"
-    with_sfm_points < "$OUT/$split-all.txt" > "$OUT/$split-sfm.txt"
-    grep -vxFf "$OUT/$split-sfm.txt" "$OUT/$split-all.txt" > "$OUT/$split-nosfm.txt" || true
-done
+split_lists "$OUT"
 tuned() { echo "$1-$2:$RUNS/$1-$2-s$3/backbone.pt:sfm-union-else-best"; }
 PREVIOUS="previous:$RUNS/real-metagrad-s0/backbone.pt:sfm-union-else-best"
 in_lanes "$OUT/train-sfm.txt" "$OUT/choice" --init "$PREVIOUS" "$(tuned sees metagrad 0)" "$(tuned union metagrad 0)" --max-steps 2000

@@ -8,9 +8,10 @@
     backward(φ, g)                        back-propagated as if it were dL/dφ
 
 K = 0 is the zero-step rule (g = ∇L(θ₀)), i.e. ordinary "vanilla" training of a feed-forward
-predictor, from the same code. Where test time refines the prediction together with Gaussians it did
-not predict (`ns-train foresplat`'s default start adds splatfacto's SfM start), the inner loop does too
-(`companion`): they shape the trajectory, and only the prediction's rows of g are back-propagated. Only the running anchor sum is kept, so memory does not grow with K.
+predictor, from the same code. Only the running anchor sum is kept, so memory does not grow with K.
+Where test time refines the prediction together with Gaussians it did not predict (`ns-train
+foresplat`'s default start adds splatfacto's SfM start), the inner loop does too (`companion`): they
+shape the trajectory, and only the prediction's rows of g are back-propagated.
 
 The inner loop talks to a refiner through three members (`params`, `loss_and_grad(view)`,
 `apply()`), which `foresplat_ns.refine.Refiner` provides for rendering; tests use tiny
