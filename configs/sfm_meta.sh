@@ -8,12 +8,14 @@
 # pair shipped before this preset; its scenes and image size; ForeSplat's learning rates in the inner
 # loop), in two variants:
 #   sees:  the backbone sees the SfM points of the scenes that have them;
-#   union: that, and the inner loop refines splatfacto's start beside the prediction, as test time does.
+#   union: that, and the inner loop refines splatfacto's start beside the prediction, as test time does;
+# and, as a control, MetaGrad seed 0 without the SfM points ("plain": the extra steps and learning rates alone).
 # Then, refined as `ns-train foresplat` refines (240 px, 8 held-out views, the 2,000-step schedule):
 # 1. the choice, on the training captures with SfM points: the previous default (real-metagrad-s0, the same
 #    start rule) against each variant's MetaGrad seed 0 (refinement seed 0);
 # 2. the judgement of the chosen variant (CHOSEN), both rules, on the held-out captures: with SfM points,
-#    refinement seeds 0-2 beside splatfacto's start and the previous default; without, seed 0;
+#    refinement seeds 0-2 beside splatfacto's start and the previous default (the control: seed 0);
+#    without, seed 0;
 # 3. the README's plot: splatfacto's start and the default on every held-out capture, seed 0: the chosen
 #    MetaGrad checkpoint (shipped as compact-foresplat-sfm.pt) where the capture has SfM points, the previous
 #    one elsewhere (splatfacto's random start there from configs/real_captures.sh).
@@ -28,7 +30,8 @@ mkdir -p "$OUT"
 real_and_generated_scenes > "$OUT/scenes.txt"
 export SCENES=$OUT/scenes.txt
 train() {  # train VARIANT RULE SEED
-    local flags=(--pipeline.datamanager.max-image-side 160 --pipeline.datamanager.backbone-sees-sfm-points True)
+    local flags=(--pipeline.datamanager.max-image-side 160)
+    [ "$1" != plain ] && flags+=(--pipeline.datamanager.backbone-sees-sfm-points True)
     [ "$1" = union ] && flags+=(--pipeline.datamanager.refine-with-sfm-start True)
     if [ "$2" = metagrad ]; then
         INIT=$RUNS/real-metagrad-s0/backbone.pt configs/meta_train.sh "$1-metagrad-s$3" 500 "$3" "${flags[@]}"
@@ -41,6 +44,7 @@ for rule in metagrad vanilla; do
     { for variant in sees union; do for seed in 0 1; do train "$variant" "$rule" "$seed"; done; done; } > "$OUT/lane-$rule.log" 2>&1 &
 done
 wait
+train plain metagrad 0 > "$OUT/lane-plain.log" 2>&1  # the control: 500 more outer steps without the SfM points
 
 split_lists "$OUT"
 tuned() { echo "$1-$2:$RUNS/$1-$2-s$3/backbone.pt:sfm-union-else-best"; }
@@ -50,6 +54,7 @@ for seed in 0 1 2; do
     in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-seed$seed" --init splatfacto "$PREVIOUS" "$(tuned "$CHOSEN" metagrad 0)" \
         "$(tuned "$CHOSEN" vanilla 0)" --max-steps 2000 --seed "$seed"
 done
+in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-control" --init "$(tuned plain metagrad 0)" --max-steps 2000
 in_lanes "$OUT/heldout-nosfm.txt" "$OUT/heldout-nosfm" --init "$PREVIOUS" "$(tuned "$CHOSEN" metagrad 0)" --max-steps 2000
 
 CHOSEN=$CHOSEN $BIN/python - <<'PLOT'
