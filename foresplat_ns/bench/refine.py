@@ -108,8 +108,8 @@ class Init:
     def identity(self) -> str:
         """What a run of this init depends on besides the settings: its start rule and its checkpoints'
         bytes, so that a finished pair is reused only while the label still means the same weights."""
-        files = [self.checkpoint] + ([self.checkpoint_with_sfm_points] if self.checkpoint_with_sfm_points else [])
-        digests = [hashlib.sha1(Path(f).read_bytes()).hexdigest()[:12] for f in files if f is not None]
+        files = [f for f in (self.checkpoint, self.checkpoint_with_sfm_points) if f is not None]
+        digests = [hashlib.sha1(Path(f).read_bytes()).hexdigest()[:12] for f in files]
         return f"{self.start}:{'+'.join(digests) or '-'}"
 
 
@@ -270,7 +270,7 @@ def main(config: RefineBenchConfig) -> Dict:
     todo = [(s, label) for s in scenes for label in inits if f"{s.name}|{label}" not in results["runs"]]
     CONSOLE.print(f"{len(scenes)} scenes x {len(inits)} inits; {len(scenes) * len(inits) - len(todo)} pairs already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    backbones: Dict[Tuple[str, bool], Optional[Backbone]] = {}
+    backbones: Dict[Tuple[str, Optional[Path]], Optional[Backbone]] = {}  # per init and weights file, built once
     with Progress(*columns, console=CONSOLE) as progress:
         task = progress.add_task("refining", total=len(todo))
         loaded = {}
@@ -286,11 +286,10 @@ def main(config: RefineBenchConfig) -> Dict:
             else:
                 init = inits[label]
                 sees = config.start.backbone_sees_points_of(train)
-                if (label, sees) not in backbones:
-                    backbones[(label, sees)] = build_initialiser(init, config, sees)
-                record = run_pair(
-                    train, held_out, backbones[(label, sees)], config, config.refinement_of(init), schedule, lpips, init.start
-                )
+                key = (label, init.checkpoint_for(sees))
+                if key not in backbones:
+                    backbones[key] = build_initialiser(init, config, sees)
+                record = run_pair(train, held_out, backbones[key], config, config.refinement_of(init), schedule, lpips, init.start)
             record["init"] = identities[label]
             results["runs"][f"{scene_path.name}|{label}"] = record
             write_json_atomic(results_path, results, indent=1)
