@@ -4,7 +4,9 @@ A block's pixels (8x8 by default) are walked together down the block's depth-sor
 back, as gsplat's warps do: per list entry one pass over the block's pixels, written without branches
 so that LLVM vectorises it, each pixel carrying its transmittance and whether it still composites.
 A pixel stops before the first entry that would take T to 1e-4 or below, and the block stops once all
-its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses).
+its pixels have. The forward marks the entries that composited at some pixel; the backward skips the
+others (a fifth to a third of the entries it walks on refinement's workloads: lists come from bounding
+boxes, and late entries reach only pixels that have stopped). Blocks run in parallel (numba prange, as many threads as torch uses).
 
 The forward saves per pixel the colour before the background, the final transmittance and how many
 list entries it walked; the backward walks the same entries again, recomputing alpha and T exactly as
@@ -52,13 +54,16 @@ _EXP_DEGREES = {np.float32: 7, np.float64: 13}
 """Taylor degrees of exp(-r), |r| <= 3/8, with a truncation error below the dtype's rounding."""
 
 
-def _compile(dtype) -> Tuple[Callable, Callable]:
-    """The forward and backward kernels for float arrays of `dtype` (np.float32 or np.float64).
+def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
+    """The forward and backward kernels for float arrays of `dtype` (np.float32 or np.float64), blocks of
+    `block_size`² pixels and `depth` colour channels.
 
     Constants are closure values of `dtype`, so float32 kernels stay in float32 (a float64 literal would
-    promote every expression it touches); numba caches each dtype's kernels under its own key.
+    promote every expression it touches); numba caches each dtype's kernels under its own key. The block
+    size and depth are closure values too, so numba compiles them in as constants: the pixel loops have a
+    known length (no remainder loops) and a pixel's colour channels are unrolled into its loop body.
     """
-    F = dtype
+    F, pixels = dtype, block_size * block_size
     zero, half, one = F(0.0), F(0.5), F(1.0)
     max_alpha, min_alpha, min_t = F(MAX_ALPHA), F(MIN_ALPHA), F(MIN_TRANSMITTANCE)
     limit, eighth, centre, scale = F(_EXP_LIMIT), F(0.125), F(0.375), F(math.exp(-0.375))
@@ -82,14 +87,13 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
         return (alpha if alpha >= min_alpha else zero), raw
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def block_pixels(block, block_size, blocks_x, blocks_y, width, height):
+    def block_pixels(block, blocks_x, blocks_y, width, height):
         """The block's camera, first pixel, and its pixels' centres (x, y) and whether each lies in the
         image (1 / 0), row-major over the block."""
         per_camera = blocks_x * blocks_y
         camera = block // per_camera
         in_camera = block - camera * per_camera
         x0, y0 = (in_camera % blocks_x) * block_size, (in_camera // blocks_x) * block_size
-        pixels = block_size * block_size
         px, py, inside = np.empty(pixels, F), np.empty(pixels, F), np.empty(pixels, F)
         for p in range(pixels):
             x, y = x0 + p % block_size, y0 + p // block_size
@@ -98,32 +102,33 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
         return camera, x0, y0, px, py, inside
 
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-    def forward(table, colors, ids, starts, counts, block_size, blocks_x, blocks_y, width, height, colour, final_t, used):
-        depth, pixels = colors.shape[1], block_size * block_size
+    def forward(table, colors, ids, starts, counts, blocks_x, blocks_y, width, height, colour, final_t, used, touched):
         for block in numba.prange(counts.shape[0]):
-            camera, x0, y0, px, py, running = block_pixels(block, block_size, blocks_x, blocks_y, width, height)
+            camera, x0, y0, px, py, running = block_pixels(block, blocks_x, blocks_y, width, height)
             t = np.ones(pixels, F)
             walked = np.zeros(pixels, F)
-            weight = np.empty(pixels, F)
+            tint = np.empty(depth, F)
             accumulated = np.zeros((depth, pixels), F)
             start = starts[block]
             for k in range(counts[block]):
                 g = ids[start + k]
                 mx, my, c0, c1, c2, log_opacity = table[g, 0], table[g, 1], table[g, 2], table[g, 3], table[g, 4], table[g, 5]
-                alive = zero
+                for d in range(depth):
+                    tint[d] = colors[g, d]
+                alive = hit = zero
                 for p in range(pixels):
                     alpha, _ = alpha_of(px[p] - mx, py[p] - my, c0, c1, c2, log_opacity)
                     # a pixel stops before the first entry that would take T to 1e-4 or below, and stays stopped
                     go = running[p] if t[p] * (one - alpha) > min_t else zero
-                    weight[p] = go * alpha * t[p]
+                    weight = go * alpha * t[p]
                     t[p] *= one - go * alpha
                     walked[p] += go
                     running[p] = go
                     alive += go
-                for d in range(depth):
-                    shade = colors[g, d]
-                    for p in range(pixels):
-                        accumulated[d, p] += weight[p] * shade
+                    hit += go * alpha
+                    for d in range(depth):
+                        accumulated[d, p] += weight * tint[d]
+                touched[start + k] = hit > zero
                 if alive == zero:
                     break
             for p in range(pixels):
@@ -136,12 +141,11 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
 
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
     def backward(
-        table, colors, ids, starts, counts, block_size, blocks_x, blocks_y, width, height,
-        colour, final_t, used, grad_render, grad_alpha, backgrounds, grads,
+        table, colors, ids, starts, counts, blocks_x, blocks_y, width, height,
+        colour, final_t, used, touched, grad_render, grad_alpha, backgrounds, grads,
     ):  # fmt: skip
-        depth, pixels = colors.shape[1], block_size * block_size
         for block in numba.prange(counts.shape[0]):
-            camera, x0, y0, px, py, inside = block_pixels(block, block_size, blocks_x, blocks_y, width, height)
+            camera, x0, y0, px, py, inside = block_pixels(block, blocks_x, blocks_y, width, height)
             # per pixel: dL/dcolour, how many entries it walked, and `beyond`: the light of every entry plus
             # T_final dL/dT_final (dL/dT_final = dL/dcolour . background - dL/drender_alpha), which loses
             # each entry's share as the walk passes it
@@ -163,24 +167,28 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
                     beyond[p] = light + final_t[camera, y, x] * towards_t
             t = np.ones(pixels, F)
             weight = np.empty(pixels, F)
-            shade = np.empty(pixels, F)
+            tint = np.empty(depth, F)
             start = starts[block]
             for k in range(longest):
                 g = ids[start + k]
                 mx, my, c0, c1, c2, log_opacity = table[g, 0], table[g, 1], table[g, 2], table[g, 3], table[g, 4], table[g, 5]
-                shade[:] = zero
+                if not touched[start + k]:  # alpha 0 at every pixel that walked it: T and the light behind stay
+                    grads[start + k, :] = zero
+                    continue
                 for d in range(depth):
-                    tint = colors[g, d]
-                    for p in range(pixels):
-                        shade[p] += grad_out[d, p] * tint
+                    tint[d] = colors[g, d]
+                entry = F(k)
                 mean_x = mean_y = abs_x = abs_y = conic0 = conic1 = conic2 = towards_log = zero
                 for p in range(pixels):
+                    shade = zero
+                    for d in range(depth):
+                        shade += grad_out[d, p] * tint[d]
                     dx, dy = px[p] - mx, py[p] - my
                     alpha, raw = alpha_of(dx, dy, c0, c1, c2, log_opacity)
-                    alpha = alpha if k < walked[p] else zero
+                    alpha = alpha if entry < walked[p] else zero
                     weight[p] = alpha * t[p]
-                    beyond[p] -= weight[p] * shade[p]
-                    grad_alpha_k = t[p] * shade[p] - beyond[p] / (one - alpha)
+                    beyond[p] -= weight[p] * shade
+                    grad_alpha_k = t[p] * shade - beyond[p] / (one - alpha)
                     # dL/dlog(alpha), 0 where alpha was clamped at 0.999 (it then moves with neither opacity nor position)
                     grad_log = grad_alpha_k * alpha if raw <= max_alpha else zero
                     towards_log += grad_log
@@ -194,14 +202,15 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
                     abs_x += abs(along_x)
                     abs_y += abs(along_y)
                     t[p] *= one - alpha
-                row = grads[start + k]
-                row[0], row[1], row[2], row[3], row[4] = mean_x, mean_y, conic0, conic1, conic2
-                row[5], row[6], row[7] = towards_log / table[g, 6], abs_x, abs_y
+                e = start + k  # rows indexed in place: a row view per entry would cost reference counting
+                grads[e, 0], grads[e, 1], grads[e, 2], grads[e, 3] = mean_x, mean_y, conic0, conic1
+                grads[e, 4], grads[e, 5], grads[e, 6], grads[e, 7] = conic2, towards_log / table[g, 6], abs_x, abs_y
                 for d in range(depth):
                     total = zero
                     for p in range(pixels):
                         total += weight[p] * grad_out[d, p]
-                    row[_GRAD_COLUMNS + d] = total
+                    grads[e, _GRAD_COLUMNS + d] = total
+            grads[start + longest : start + counts[block], :] = zero  # entries no pixel walked
 
     return forward, backward
 
@@ -210,18 +219,19 @@ def _compile(dtype) -> Tuple[Callable, Callable]:
 def _add_rows(ids, rows, out):
     """out[ids[e]] += rows[e] in entry order: index_add_'s sums, several times faster on CPU."""
     for e in range(ids.shape[0]):
-        target = out[ids[e]]
+        g = ids[e]
         for j in range(rows.shape[1]):
-            target[j] += rows[e, j]
+            out[g, j] += rows[e, j]
 
 
-_KERNELS: Dict[torch.dtype, Tuple[Callable, Callable]] = {}
+_KERNELS: Dict[Tuple[torch.dtype, int, int], Tuple[Callable, Callable]] = {}
 
 
-def _kernels(dtype: torch.dtype) -> Tuple[Callable, Callable]:
-    if dtype not in _KERNELS:
-        _KERNELS[dtype] = _compile({torch.float32: np.float32, torch.float64: np.float64}[dtype])
-    return _KERNELS[dtype]
+def _kernels(dtype: torch.dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
+    key = (dtype, block_size, depth)
+    if key not in _KERNELS:
+        _KERNELS[key] = _compile({torch.float32: np.float32, torch.float64: np.float64}[dtype], block_size, depth)
+    return _KERNELS[key]
 
 
 def _launch(kernel: Callable, *args, chunk: int = _BLOCKS_PER_TASK) -> None:
@@ -249,9 +259,9 @@ def _tables(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) 
 
 
 def _lists(layout: TileLayout, width: int, height: int) -> tuple:
-    """The layout as the kernels take it: ids, starts, counts and the block geometry."""
+    """The layout as the kernels take it: ids, starts, counts and the block grid."""
     ids, starts, counts = (tensor.contiguous().numpy() for tensor in (layout.ids, layout.starts, layout.counts))
-    return ids, starts, counts, layout.block_size, layout.blocks_x, layout.blocks_y, width, height
+    return ids, starts, counts, layout.blocks_x, layout.blocks_y, width, height
 
 
 class CompiledComposite(torch.autograd.Function):
@@ -272,23 +282,17 @@ class CompiledComposite(torch.autograd.Function):
         absgrad: bool,
     ) -> Tuple[Tensor, Tensor]:
         n_cameras, depth, dtype = layout.n_cameras, colors.shape[-1], colors.dtype
-        forward, _ = _kernels(dtype)
+        forward, _ = _kernels(dtype, layout.block_size, depth)
         colour = torch.empty(n_cameras, height, width, depth, dtype=dtype)  # the kernel writes every pixel
         final_t = torch.empty(n_cameras, height, width, dtype=dtype)
         used = torch.empty(n_cameras, height, width, dtype=torch.int32)
+        touched = np.zeros(layout.ids.numel(), np.bool_)  # entries past a block's walk stay False
         tables = _tables(means2d, conics, opacities, colors)
-        _launch(
-            forward,
-            *tables,
-            *_lists(layout, width, height),
-            colour.numpy(),
-            final_t.numpy(),
-            used.numpy(),
-        )
+        _launch(forward, *tables, *_lists(layout, width, height), colour.numpy(), final_t.numpy(), used.numpy(), touched)
         remaining = final_t[..., None]
         render = colour if backgrounds is None else colour + remaining * backgrounds[:, None, None, :]
         # the backward reads the same tables: kept rather than rebuilt (two concatenations of [C*N] rows a step)
-        ctx.layout, ctx.width, ctx.height, ctx.absgrad, ctx.tables = layout, width, height, absgrad, tables
+        ctx.layout, ctx.width, ctx.height, ctx.absgrad, ctx.tables, ctx.touched = layout, width, height, absgrad, tables, touched
         ctx.save_for_backward(means2d, conics, opacities, colors, backgrounds, colour, final_t, used)
         return render, 1.0 - remaining
 
@@ -298,12 +302,12 @@ class CompiledComposite(torch.autograd.Function):
         layout: TileLayout = ctx.layout
         n_cameras, n_gaussians, depth = colors.shape
         dtype = colors.dtype
-        _, backward = _kernels(dtype)
+        _, backward = _kernels(dtype, layout.block_size, depth)
         background_rows = backgrounds if backgrounds is not None else colors.new_zeros(n_cameras, depth)
-        grads = torch.zeros(layout.ids.numel(), _GRAD_COLUMNS + depth, dtype=dtype)
+        grads = torch.empty(layout.ids.numel(), _GRAD_COLUMNS + depth, dtype=dtype)  # the kernel writes every row
         _launch(
             backward, *ctx.tables, *_lists(layout, ctx.width, ctx.height), colour.numpy(),
-            final_t.numpy(), used.numpy(), _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
+            final_t.numpy(), used.numpy(), ctx.touched, _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
             _array(background_rows, dtype), grads.numpy(),
         )  # fmt: skip
         per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
