@@ -13,6 +13,7 @@ import torch
 
 from foresplat_ns.bench.raster import (
     RasterBenchConfig,
+    backward_pairs,
     composite,
     composited_pairs,
     compositor_inputs,
@@ -70,6 +71,26 @@ def test_pairs_are_counted_exactly(compositor):
     assert _pairs([1.0, 0.5], [2.0, 4.0], 100.0, compositor=compositor) == (512, 512)
 
 
+def test_backward_pairs_leave_out_the_entries_no_pixel_composited():
+    """Four small Gaussians at the image centre, and a faint one just beyond the image's corner whose tile box
+    reaches the corner block while its alpha stays below 1/255 at every pixel there: that block walks it and
+    composites it nowhere, and the compiled backward skips it (the torch one walks it)."""
+    depths, n = [2.0, 2.1, 2.2, 2.3, 6.0], 5
+    means = torch.tensor([[0.0, 0.0, z] for z in depths[:4]] + [[0.55 * 6.0, 0.55 * 6.0, 6.0]])
+    scales = torch.tensor([[0.05] * 3] * 4 + [[0.2, 0.2, 0.2]])
+    opacities = torch.tensor([0.3, 0.3, 0.3, 0.3, 0.02])
+    inputs = compositor_inputs(
+        means, torch.tensor([[1.0, 0, 0, 0]] * n), scales, opacities, torch.rand(n, 3, generator=torch.Generator().manual_seed(0)),
+        torch.eye(4), torch.tensor([[16.0, 0, 8], [0, 16, 8], [0, 0, 1]]), 16, 16,
+    )  # fmt: skip
+    counts = {}
+    for compositor in CPU_KERNELS:
+        render, _ = composite(inputs, compositor)
+        counts[compositor] = (composited_pairs(render, inputs)[0], backward_pairs(render, inputs))
+    assert counts["torch"][0] == counts["compiled"][0] == counts["torch"][1]
+    assert counts["compiled"][1] < counts["compiled"][0]
+
+
 def test_flop_count_follows_the_kernel_loops():
     assert flops_per_pair(depth=3, exp_degree=7) == (56, 91)
     assert flops_per_pair(depth=1, exp_degree=7) == (52, 83)
@@ -89,6 +110,9 @@ def test_workloads_run_and_reuse_the_cached_refinement(cache, tmp_path, monkeypa
     for row in rows:
         assert row["forward_s"] > 0 and row["backward_s"] > 0 and row["lanes"] >= row["pairs"]
         assert row["bound_forward_s"] == pytest.approx(row["pairs"] * row["flops_per_pair_forward"] / row["peak_flops"])
+        assert row["bound_backward_s"] == pytest.approx(row["backward_pairs"] * row["flops_per_pair_backward"] / row["peak_flops"])
+        # the torch backward walks every pair; the compiled one skips entries that composited nowhere
+        assert (row["backward_pairs"] == row["pairs"]) if row["compositor"] == "torch" else (0 < row["backward_pairs"] <= row["pairs"])
         assert row["forward_over_bound"] == pytest.approx(row["forward_s"] / row["bound_forward_s"])
     assert len(json.loads((tmp_path / "raster.json").read_text())["rows"]) == 4
     assert (cache / "refined-32-seed0-2steps.pt").is_file()

@@ -18,11 +18,13 @@ times the whole step).
 pairs: the (pixel, list entry) pairs composited, counted exactly from the per-pixel `used` counts both
 compositors save for their backward: a pixel walks its block's depth-sorted list from the front up to,
 not including, the first entry that would take its transmittance to 1e-4 or below (or to the list's
-end). Entries skipped for alpha < 1/255 count: their alpha has to be evaluated to know. The backward
-walks the same pairs. `lanes/pair` is what the block-wise walk costs on top: the compiled kernels
-evaluate every pixel of an 8x8 block for each entry until the block's last pixel stops.
+end). Entries skipped for alpha < 1/255 count: their alpha has to be evaluated to know. The torch
+backward walks the same pairs; the compiled one only those of the entries its forward composited at some
+pixel (`bwd pairs`), skipping the others whole. `lanes/pair` is what the block-wise walk costs on top: the
+compiled kernels evaluate every pixel of an 8x8 block for each entry until the block's last pixel stops.
 
-bound: pairs x arithmetic per pair (`flops_per_pair`, counted from composite_kernel.py's inner loops)
+bound: pairs (forward) and bwd pairs (backward) x arithmetic per pair (`flops_per_pair`, counted from
+composite_kernel.py's inner loops)
 / this machine's float32 peak, measured in the same run as the best of `repeats` 2048x2048 matmuls on
 the same thread count. It is a floor, not a target the kernels can meet exactly: see `flops_per_pair`.
 
@@ -46,6 +48,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
+import numpy as np
 import torch
 
 FOV_DEGREES = 60.0
@@ -342,6 +345,24 @@ def composited_pairs(render: torch.Tensor, inputs: CompositorInputs) -> Tuple[in
     return int(used.sum()), int(longest.sum()) * layout.block_size**2
 
 
+def backward_pairs(render: torch.Tensor, inputs: CompositorInputs) -> int:
+    """The (pixel, entry) pairs the backward of `render`'s forward walks: those of `composited_pairs`,
+    less, for the compiled compositor, the pairs of entries that composited at no pixel (it skips them)."""
+    from foresplat_ns.render.composite import image_to_blocks
+
+    saved = [t for t in render.grad_fn.saved_tensors if t is not None and t.dtype == torch.int32]
+    touched = getattr(render.grad_fn, "touched", None)
+    if touched is None or saved[0].dim() != 3:  # the torch compositor: every walked pair
+        return composited_pairs(render, inputs)[0]
+    layout = inputs.layout
+    walks = image_to_blocks(saved[0][..., None], layout)[..., 0].sort(dim=1).values.numpy()
+    pixels, total = walks.shape[1], 0
+    for block, (start, count) in enumerate(zip(layout.starts.tolist(), layout.counts.tolist())):
+        walkers = pixels - np.searchsorted(walks[block], np.arange(count), side="right")  # pixels with used > k
+        total += int((walkers * touched[start : start + count]).sum())
+    return total
+
+
 def _workload_path(kind: str, size: int, seed: int, refine_steps: int, cache: Path) -> Path:
     suffix = f"-{refine_steps}steps" if kind == "refined" else ""
     return cache / f"{kind}-{size}-seed{seed}{suffix}.pt"
@@ -423,6 +444,7 @@ def _compositor_worker(path: str, compositor: str, repeats: int, threads: int, s
     baseline, was_reset = _resident_mib("VmRSS"), _reset_peak()
     outputs = composite(inputs, compositor, absgrad)
     pairs, lanes = composited_pairs(outputs[0], inputs)
+    walked_back = backward_pairs(outputs[0], inputs)
     torch.autograd.backward(outputs, upstream)
     peak = _peak_mib(was_reset) - baseline
     del outputs
@@ -442,6 +464,7 @@ def _compositor_worker(path: str, compositor: str, repeats: int, threads: int, s
         "list_entries": int(inputs.layout.ids.numel()),
         "pairs": pairs,
         "lanes": lanes,
+        "backward_pairs": walked_back,
         "forward_s": min(forward),
         "backward_s": min(backward),
         "forward_median_s": statistics.median(forward),
@@ -475,7 +498,7 @@ def run_workload_bench(config: RasterBenchConfig, console) -> Tuple[List[Dict], 
             row.update(workload=kind, size=size, compositor=compositor, threads=config.threads, peak_flops=peak)
             row.update(flops_per_pair_forward=forward_flops, flops_per_pair_backward=backward_flops)
             row["bound_forward_s"] = row["pairs"] * forward_flops / peak
-            row["bound_backward_s"] = row["pairs"] * backward_flops / peak
+            row["bound_backward_s"] = row["backward_pairs"] * backward_flops / peak
             row["forward_over_bound"] = row["forward_s"] / row["bound_forward_s"]
             row["backward_over_bound"] = row["backward_s"] / row["bound_backward_s"]
             row["total_over_bound"] = (row["forward_s"] + row["backward_s"]) / (row["bound_forward_s"] + row["bound_backward_s"])
@@ -489,10 +512,10 @@ def run_workload_bench(config: RasterBenchConfig, console) -> Tuple[List[Dict], 
     forward_flops, backward_flops = flops_per_pair()
     table = Table(
         title=f"CPU compositors alone on what refinement renders (float32, best of {config.repeats}; "
-        f"bound = pairs x {forward_flops} / {backward_flops} flops (fwd / bwd) / peak)"
+        f"bound = pairs x {forward_flops} / bwd pairs x {backward_flops} flops (fwd / bwd) / peak)"
     )
     columns = ("workload", "image", "Gaussians", "compositor", "fwd ms", "bwd ms", "peak MiB", "pairs", "pairs/px",
-               "lanes/pair", "bound fwd ms", "bound bwd ms", "fwd/bound", "bwd/bound", "total/bound")  # fmt: skip
+               "lanes/pair", "bwd pairs", "bound fwd ms", "bound bwd ms", "fwd/bound", "bwd/bound", "total/bound")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
@@ -507,6 +530,7 @@ def run_workload_bench(config: RasterBenchConfig, console) -> Tuple[List[Dict], 
             f"{row['pairs']:,}",
             f"{row['pairs'] / row['pixels']:.1f}",
             f"{row['lanes'] / max(row['pairs'], 1):.2f}",
+            f"{row['backward_pairs']:,}",
             f"{row['bound_forward_s'] * 1e3:.2f}",
             f"{row['bound_backward_s'] * 1e3:.2f}",
             f"{row['forward_over_bound']:.1f}x",
