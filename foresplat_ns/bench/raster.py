@@ -352,7 +352,7 @@ def backward_pairs(render: torch.Tensor, inputs: CompositorInputs) -> int:
 
     saved = [t for t in render.grad_fn.saved_tensors if t is not None and t.dtype == torch.int32]
     touched = getattr(render.grad_fn, "touched", None)
-    if touched is None or saved[0].dim() != 3:  # the torch compositor: every walked pair
+    if touched is None:  # the torch compositor: every walked pair
         return composited_pairs(render, inputs)[0]
     layout = inputs.layout
     walks = image_to_blocks(saved[0][..., None], layout)[..., 0].sort(dim=1).values.numpy()

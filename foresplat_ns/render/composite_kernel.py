@@ -4,14 +4,15 @@ A block's pixels (8x8 by default) are walked together down the block's depth-sor
 back, as gsplat's warps do: per list entry one pass over the block's pixels, written without branches
 so that LLVM vectorises it, each pixel carrying its transmittance and whether it still composites.
 A pixel stops before the first entry that would take T to 1e-4 or below, and the block stops once all
-its pixels have. The forward marks the entries that composited at some pixel; the backward skips the
-others (a fifth to a third of the entries it walks on refinement's workloads: lists come from bounding
-boxes, and late entries reach only pixels that have stopped). Blocks run in parallel (numba prange, as many threads as torch uses).
+its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses).
 
 The forward saves per pixel the colour before the background, the final transmittance and how many
-list entries it walked; the backward walks the same entries again, recomputing alpha and T exactly as
-the forward did, and gets the light behind each entry as (total - running sum), the total being known
-from the saved colour, as the PyTorch compositor does. Gradients summed over a block's pixels go to
+list entries it walked, and per entry whether it composited at some pixel; the backward walks the same
+entries again, recomputing alpha and T exactly as the forward did, and gets the light behind each entry
+as (total - running sum), the total being known from the saved colour, as the PyTorch compositor does.
+It skips the entries that composited nowhere (all their terms are 0): a fifth to a third of those it
+walks on refinement's workloads, since lists come from bounding boxes and late entries reach only
+pixels that have stopped. Gradients summed over a block's pixels go to
 per-entry rows (an entry belongs to one block, so threads never share a row) and are scattered to the
 Gaussians in one pass.
 
@@ -19,7 +20,8 @@ Kernels are compiled per dtype and compute in it (float32 training packs twice t
 instruction). exp() is evaluated in plain arithmetic, to a few ulps: libm's exp is a call LLVM cannot
 vectorise, and it would cost more than everything else a pixel-Gaussian pair does. numba caches the
 machine code (`cache=True`) next to this file or, where that is read-only, in its user cache directory
-(NUMBA_CACHE_DIR overrides it): only the first call on a machine compiles (several seconds per dtype).
+(NUMBA_CACHE_DIR overrides it): only the first call on a machine compiles (several seconds per dtype,
+block size and channel count).
 Threads and vector width are numba settings, made once in `numba_config.py`.
 """
 
