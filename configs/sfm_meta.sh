@@ -14,8 +14,8 @@
 # 1. the choice, on the training captures with SfM points: the previous default (real-metagrad-s0, the same
 #    start rule) against each variant's MetaGrad seed 0 (refinement seed 0);
 # 2. the judgement of the chosen variant (CHOSEN), both rules, on the held-out captures: with SfM points,
-#    refinement seeds 0-2 beside splatfacto's start and the previous default (the control: seed 0);
-#    without, seed 0;
+#    refinement seeds 0-2 beside splatfacto's start and the previous default (the control: seed 0; the
+#    second training seed of both rules: refinement seeds 0-2); without, seed 0;
 # 3. the README's plot: splatfacto's start and the default on every held-out capture, seed 0: the chosen
 #    MetaGrad checkpoint (shipped as compact-foresplat-sfm.pt) where the capture has SfM points, the previous
 #    one elsewhere (splatfacto's random start there from configs/real_captures.sh).
@@ -47,7 +47,7 @@ wait
 train plain metagrad 0 > "$OUT/lane-plain.log" 2>&1  # the control: 500 more outer steps without the SfM points
 
 split_lists "$OUT"
-tuned() { echo "$1-$2:$RUNS/$1-$2-s$3/backbone.pt:sfm-union-else-best"; }
+tuned() { echo "$1-$2$([ "$3" = 0 ] || echo "-s$3"):$RUNS/$1-$2-s$3/backbone.pt:sfm-union-else-best"; }  # VARIANT RULE SEED
 PREVIOUS="previous:$RUNS/real-metagrad-s0/backbone.pt:sfm-union-else-best"
 in_lanes "$OUT/train-sfm.txt" "$OUT/choice" --init "$PREVIOUS" "$(tuned sees metagrad 0)" "$(tuned union metagrad 0)" --max-steps 2000
 for seed in 0 1 2; do
@@ -55,6 +55,10 @@ for seed in 0 1 2; do
         "$(tuned "$CHOSEN" vanilla 0)" --max-steps 2000 --seed "$seed"
 done
 in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-control" --init "$(tuned plain metagrad 0)" --max-steps 2000
+for seed in 0 1 2; do  # the second training seed of both rules, judged as the first
+    in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-train-s1-seed$seed" --init "$(tuned "$CHOSEN" metagrad 1)" \
+        "$(tuned "$CHOSEN" vanilla 1)" --max-steps 2000 --seed "$seed"
+done
 in_lanes "$OUT/heldout-nosfm.txt" "$OUT/heldout-nosfm" --init "$PREVIOUS" "$(tuned "$CHOSEN" metagrad 0)" --max-steps 2000
 
 CHOSEN=$CHOSEN $BIN/python - <<'PLOT'
