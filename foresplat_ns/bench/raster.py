@@ -326,16 +326,21 @@ def composite(inputs: CompositorInputs, compositor: str, absgrad: bool = True):
     raise ValueError(f"unknown compositor {compositor!r}")
 
 
+def _walk_counts(render: torch.Tensor) -> torch.Tensor:
+    """The per-pixel `used` counts the compositor's forward saved for its backward."""
+    saved = [t for t in render.grad_fn.saved_tensors if t is not None and t.dtype == torch.int32]
+    if len(saved) != 1:
+        raise RuntimeError("the compositor's forward saved no single int32 tensor of per-pixel counts to read")
+    return saved[0]
+
+
 def composited_pairs(render: torch.Tensor, inputs: CompositorInputs) -> Tuple[int, int]:
     """(pairs, lanes) of a forward: the (pixel, entry) pairs its pixels walked, from the per-pixel `used`
     counts the compositor saved for its backward (the module docstring defines them), and the pairs a
     block-wise walk evaluates (every pixel of a block, up to its longest walk)."""
     from foresplat_ns.render.composite import blocks_to_image, image_to_blocks
 
-    saved = [t for t in render.grad_fn.saved_tensors if t is not None and t.dtype == torch.int32]
-    if len(saved) != 1:
-        raise RuntimeError("the compositor's forward saved no single int32 tensor of per-pixel counts to read")
-    used, layout = saved[0], inputs.layout
+    used, layout = _walk_counts(render), inputs.layout
     if used.dim() == 2:
         # the torch compositor's [blocks, pixels], out-of-image pixels included, counting the padding
         # slots after a list's end too (alpha 0): a list's length caps it
@@ -350,12 +355,11 @@ def backward_pairs(render: torch.Tensor, inputs: CompositorInputs) -> int:
     less, for the compiled compositor, the pairs of entries that composited at no pixel (it skips them)."""
     from foresplat_ns.render.composite import image_to_blocks
 
-    saved = [t for t in render.grad_fn.saved_tensors if t is not None and t.dtype == torch.int32]
     touched = getattr(render.grad_fn, "touched", None)
     if touched is None:  # the torch compositor: every walked pair
         return composited_pairs(render, inputs)[0]
     layout = inputs.layout
-    walks = image_to_blocks(saved[0][..., None], layout)[..., 0].sort(dim=1).values.numpy()
+    walks = image_to_blocks(_walk_counts(render)[..., None], layout)[..., 0].sort(dim=1).values.numpy()
     pixels, total = walks.shape[1], 0
     for block, (start, count) in enumerate(zip(layout.starts.tolist(), layout.counts.tolist())):
         walkers = pixels - np.searchsorted(walks[block], np.arange(count), side="right")  # pixels with used > k
