@@ -180,11 +180,25 @@ def test_use_cpu_kernels_switches_and_restores():
     torch.testing.assert_close(compiled, reference, rtol=1e-9, atol=1e-12)
 
 
+def visible_region_blocks(means2d, conics, opacities, block_size):
+    """Half-open block ranges of each ellipse sigma <= ln(255 o)'s bounding box (with the layout's margins):
+    half extents sqrt(2 ln(255 o) Sigma_xx) and sqrt(2 ln(255 o) Sigma_yy), Sigma = conic^-1, in float64."""
+    from foresplat_ns.render.tiles import MIN_ALPHA
+
+    a, b, c = conics.double().unbind(-1)
+    det = (a * c - b * b).clamp_min(1e-300)
+    reach = 2 * torch.log((opacities.double() / MIN_ALPHA).clamp_min(1.0))
+    half = torch.stack([torch.sqrt(reach * c / det), torch.sqrt(reach * a / det)], dim=-1) * 1.001 + 0.01
+    low = torch.floor((means2d.double() - half) / block_size).long()
+    high = torch.floor((means2d.double() + half) / block_size).long() + 1
+    return low[..., 0], high[..., 0], low[..., 1], high[..., 1]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_tile_layout_lists_every_covering_gaussian_front_to_back(dtype):
     """build_tile_layout's lists against a per-block brute force: the listable Gaussians whose tile box and
     visible region cover the block, by depth with ties by index (-0.0 equal to 0.0), over two cameras."""
-    from foresplat_ns.render.tiles import MIN_ALPHA, _visible_region_blocks, tile_bounds
+    from foresplat_ns.render.tiles import MIN_ALPHA, tile_bounds
 
     width, height, block = 40, 30, 8
     means2d, conics, opacities, _, _, radii, _ = projected_scene(7, 2, 150, width, height)
@@ -197,7 +211,7 @@ def test_tile_layout_lists_every_covering_gaussian_front_to_back(dtype):
 
     per_tile = TILE // block
     tx_min, tx_max, ty_min, ty_max = tile_bounds(means2d, radii, TILE, tiles_x, tiles_y)
-    ex_min, ex_max, ey_min, ey_max = _visible_region_blocks(means2d, conics, opacities, block)
+    ex_min, ex_max, ey_min, ey_max = visible_region_blocks(means2d, conics, opacities, block)
     a, b, c = conics.unbind(-1)
     listable = (radii > 0) & (opacities >= MIN_ALPHA) & (a > 0) & (a * c - b * b > 0)
     starts = layout.starts.tolist()

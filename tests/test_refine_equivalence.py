@@ -74,22 +74,41 @@ def test_refiner_steps_equal_ns_train_foresplat_steps(small_scene):
         torch.testing.assert_close(model.gauss_params[name].detach(), value.detach(), atol=1e-5, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 128, 96), (2, 3, 9, 40)])
-def test_ssim_equals_pytorch_msssim(shape):
-    """The loss's banded-matmul SSIM is pytorch_msssim's (values and gradients), short axes included."""
+@pytest.mark.parametrize("kernels", ["compiled", "torch"])
+@pytest.mark.parametrize("shape", [(1, 3, 128, 96), (2, 3, 9, 40), (1, 3, 11, 30)])
+def test_ssim_equals_pytorch_msssim(shape, kernels):
+    """The loss's SSIM, compiled (numba) and in PyTorch ops, is pytorch_msssim's: value and the gradients of
+    both images, short axes included, in float64."""
     from pytorch_msssim import ssim as reference_ssim
 
     from foresplat_ns.refine.loss import ssim
+    from foresplat_ns.render.rasterize import use_cpu_kernels
 
     generator = torch.Generator().manual_seed(0)
-    target = torch.rand(shape, generator=generator, dtype=torch.float64)
+    target = torch.rand(shape, generator=generator, dtype=torch.float64).requires_grad_()
     pred = torch.rand(shape, generator=generator, dtype=torch.float64).requires_grad_()
-    ours = ssim(target, pred)
-    (grad,) = torch.autograd.grad(ours, pred)
+    with use_cpu_kernels(kernels):
+        ours = ssim(target, pred)
+    grads = torch.autograd.grad(ours * 1.7, (target, pred))
     expected = reference_ssim(target, pred, data_range=1.0)
-    (expected_grad,) = torch.autograd.grad(expected, pred)
+    expected_grads = torch.autograd.grad(expected * 1.7, (target, pred))
     torch.testing.assert_close(ours, expected)
-    torch.testing.assert_close(grad, expected_grad)
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad)
+
+
+def test_compiled_ssim_matches_the_reference_in_float32():
+    """Training runs in float32: the compiled SSIM and its gradient agree with the PyTorch one to rounding."""
+    from foresplat_ns.refine.loss import ssim, ssim_reference
+
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 3, 64, 80, generator=generator)
+    pred = (target + 0.1 * torch.randn(1, 3, 64, 80, generator=generator)).clamp(0, 1).requires_grad_()
+    ours, expected = ssim(target, pred), ssim_reference(target, pred)
+    (grad,) = torch.autograd.grad(ours, pred)
+    (expected_grad,) = torch.autograd.grad(expected, pred)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-9)
 
 
 def test_foresplat_starts_at_splatfactos_learning_rates_times_the_scale_and_decays_to_them():

@@ -1,11 +1,12 @@
-"""`foresplat-bench step`: one refinement step, phase by phase, for both CPU compositors.
+"""`foresplat-bench step`: one refinement step, phase by phase, for both sets of CPU kernels.
 
 The step is `Refiner.train_step` from the shipped compact backbone's prediction on a generated scene
 (densification on, as `ns-train foresplat` runs), taken apart into render forward (projection, tiling,
 compositing; the argument checks counted under validation), loss, backward, Adam, the densification
 strategy's hooks, and validation (the rasteriser's argument checks and the refiner's finiteness checks).
-Each image size and thread count times the compiled compositor and the PyTorch one in the same run, so
-the ratios printed compare like with like; the median over the timed steps is reported.
+Each image size and thread count times the compiled kernels (projection, compositor, SSIM) and the PyTorch
+ones in the same run, so the ratios printed compare like with like; the median over the timed steps is
+reported.
 """
 
 from __future__ import annotations

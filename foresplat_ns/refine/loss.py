@@ -8,9 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from foresplat_ns.refine.ssim_kernel import CompiledSSIM
+from foresplat_ns.render import rasterize
+
 WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5
 K1, K2 = 0.01, 0.03
+_COMPILED_DTYPES = (torch.float32, torch.float64)
 
 
 @functools.lru_cache(maxsize=8)
@@ -24,10 +28,26 @@ def _window(device: torch.device, dtype: torch.dtype) -> Tensor:
 def ssim(X: Tensor, Y: Tensor) -> Tensor:
     """Mean SSIM of [N,C,H,W] images in [0,1], equal to pytorch_msssim's `ssim(X, Y, data_range=1.0)`.
 
-    Its five Gaussian blurs (μx, μy, x², y², xy), ten grouped convolutions with their backward, dominate a
-    CPU refinement step's loss; here they are two: one separable 'valid' pass per axis over the five
-    stacked (linear in the pixels, so full-resolution images stay cheap). An axis shorter than the window
-    is left unfiltered, as pytorch_msssim skips it.
+    On the CPU with the compiled kernels (`render.rasterize.use_cpu_kernels`) numba loops compute it
+    (`ssim_kernel.py`); elsewhere `ssim_reference` does.
+    """
+    if rasterize.CPU_KERNEL == "compiled" and not (X.is_cuda or Y.is_cuda) and X.dtype == Y.dtype and X.dtype in _COMPILED_DTYPES:
+        window_y, window_x = (_axis_window(length, X.device, X.dtype) for length in X.shape[2:])
+        return CompiledSSIM.apply(X, Y, window_y, window_x, K1**2, K2**2)
+    return ssim_reference(X, Y)
+
+
+def _axis_window(length: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The window along an axis of `length` pixels: pytorch_msssim's, or none (a single 1) on an axis shorter than it."""
+    return _window(device, dtype) if length >= WINDOW_SIZE else torch.ones(1, device=device, dtype=dtype)
+
+
+def ssim_reference(X: Tensor, Y: Tensor) -> Tensor:
+    """`ssim` in PyTorch ops (any device), the reference the compiled SSIM is tested against.
+
+    pytorch_msssim's five Gaussian blurs (μx, μy, x², y², xy), ten grouped convolutions with their backward,
+    are two here: one separable 'valid' pass per axis over the five stacked. An axis shorter than the
+    window is left unfiltered, as pytorch_msssim skips it.
     """
     blurred = torch.cat([X, Y, X * X, Y * Y, X * Y], dim=1)
     channels, window = blurred.shape[1], _window(X.device, X.dtype)

@@ -28,7 +28,6 @@ Threads and vector width are numba settings, made once in `numba_config.py`.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Callable, Dict, Optional, Tuple
 
 import numba
@@ -36,11 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .numba_config import launch
 from .tiles import MIN_ALPHA, TileLayout
 
-_LAUNCH = threading.Lock()
-"""One parallel kernel at a time (the workqueue layer allows no more): renders from several Python
-threads (e.g. nerfstudio's viewer beside training) take turns."""
 _BLOCKS_PER_TASK = 4
 """Blocks a thread takes at a time: lists differ in length, so threads take blocks as they free up."""
 
@@ -236,17 +233,6 @@ def _kernels(dtype: torch.dtype, block_size: int, depth: int) -> Tuple[Callable,
     return _KERNELS[key]
 
 
-def _launch(kernel: Callable, *args, chunk: int = _BLOCKS_PER_TASK) -> None:
-    """Run a kernel on as many threads as torch uses (the presets set OMP_NUM_THREADS=1 for both), its
-    prange handing out `chunk` iterations at a time."""
-    threads = torch.get_num_threads()
-    with _LAUNCH, numba.parallel_chunksize(chunk):
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        kernel(*args)
-    if torch.get_num_threads() != threads:  # the OpenMP layer's start set the shared runtime to all CPUs
-        torch.set_num_threads(threads)
-
-
 def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
     return tensor.detach().to(dtype).contiguous().numpy()
 
@@ -290,7 +276,10 @@ class CompiledComposite(torch.autograd.Function):
         used = torch.empty(n_cameras, height, width, dtype=torch.int32)
         touched = np.zeros(layout.ids.numel(), np.bool_)  # entries past a block's walk stay False
         tables = _tables(means2d, conics, opacities, colors)
-        _launch(forward, *tables, *_lists(layout, width, height), colour.numpy(), final_t.numpy(), used.numpy(), touched)
+        launch(
+            forward, *tables, *_lists(layout, width, height), colour.numpy(), final_t.numpy(), used.numpy(), touched,
+            chunk=_BLOCKS_PER_TASK,
+        )  # fmt: skip
         remaining = final_t[..., None]
         render = colour if backgrounds is None else colour + remaining * backgrounds[:, None, None, :]
         # the backward reads the same tables: kept rather than rebuilt (two concatenations of [C*N] rows a step)
@@ -307,10 +296,10 @@ class CompiledComposite(torch.autograd.Function):
         _, backward = _kernels(dtype, layout.block_size, depth)
         background_rows = backgrounds if backgrounds is not None else colors.new_zeros(n_cameras, depth)
         grads = torch.empty(layout.ids.numel(), _GRAD_COLUMNS + depth, dtype=dtype)  # the kernel writes every row
-        _launch(
+        launch(
             backward, *ctx.tables, *_lists(layout, ctx.width, ctx.height), colour.numpy(),
             final_t.numpy(), used.numpy(), ctx.touched, _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
-            _array(background_rows, dtype), grads.numpy(),
+            _array(background_rows, dtype), grads.numpy(), chunk=_BLOCKS_PER_TASK,
         )  # fmt: skip
         per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
         _add_rows(layout.ids.numpy(), grads.numpy(), per_gaussian.numpy())

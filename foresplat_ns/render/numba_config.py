@@ -4,7 +4,7 @@ reads these settings once, when its CPU target starts.
 - Threads: the OpenMP layer, so the kernels run on torch's own OpenMP threads (the same libgomp). With a
   pool of its own (workqueue), torch's threads spin after each parallel op while numba's wait for a core:
   a 128² step with 2 threads on 2 cores took 33-37 ms that way, 28-29 ms on the shared pool.
-  `composite_kernel._launch` undoes what starting the pool does to torch's thread count. Without
+  `launch` runs every kernel and undoes what starting the pool does to torch's thread count. Without
   OpenMP: workqueue.
 - Vector width: on AVX-512 CPUs LLVM's tuning for Intel's server cores (Skylake-SP to Emerald Rapids)
   prefers 256-bit vectors ('prefer-256-bit'), against the clock drop 512-bit code once cost. The
@@ -18,9 +18,12 @@ NUMBA_THREADING_LAYER, NUMBA_CPU_NAME and NUMBA_CPU_FEATURES, where set, win ove
 from __future__ import annotations
 
 import os
+import threading
+from typing import Callable
 
 import llvmlite.binding
 import numba
+import torch
 
 WIDE_VECTORS = "-prefer-256-bit"
 
@@ -37,3 +40,19 @@ def host_features_for_wide_vectors() -> str | None:
 
 if not {"NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"} & set(os.environ):
     numba.config.CPU_FEATURES = host_features_for_wide_vectors()
+
+
+_LAUNCH = threading.Lock()
+"""One parallel kernel at a time (the workqueue layer allows no more): renders from several Python
+threads (e.g. nerfstudio's viewer beside training) take turns."""
+
+
+def launch(kernel: Callable, *args, chunk: int) -> None:
+    """Run a kernel on as many threads as torch uses (the presets set OMP_NUM_THREADS=1 for both), its
+    prange handing out `chunk` iterations at a time."""
+    threads = torch.get_num_threads()
+    with _LAUNCH, numba.parallel_chunksize(chunk):
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
+    if torch.get_num_threads() != threads:  # the OpenMP layer's start set the shared runtime to all CPUs
+        torch.set_num_threads(threads)

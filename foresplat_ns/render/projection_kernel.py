@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .composite_kernel import _launch
+from .numba_config import launch
 from .projection import Projection
 
 _GAUSSIANS_PER_TASK = 1024
@@ -253,7 +253,7 @@ class CompiledProjection(torch.autograd.Function):
         radii = torch.empty(n_cameras, n_gaussians, dtype=torch.int32)
         compensations = torch.empty(n_cameras if with_compensations else 0, n_gaussians, dtype=dtype)
         inputs = [_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)]
-        _launch(
+        launch(
             _forward, *inputs, float(width), float(height), float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
             means2d.numpy(), depths.numpy(), conics.numpy(), radii.numpy(), compensations.numpy(), chunk=_GAUSSIANS_PER_TASK,
         )  # fmt: skip
@@ -268,7 +268,7 @@ class CompiledProjection(torch.autograd.Function):
         dtype, (n_cameras, n_gaussians) = means.dtype, radii.shape
         grads = [torch.empty(n_gaussians, k, dtype=dtype) for k in (3, 4, 3)]
         grad_view = torch.empty(n_cameras if ctx.needs_input_grad[3] else 0, n_gaussians, 12, dtype=dtype)
-        _launch(
+        launch(
             _backward, *(_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)), *ctx.geometry, radii.numpy(),
             _array(grad_means2d, dtype), _array(grad_depths, dtype), _array(grad_conics, dtype),
             _array(grad_compensations, dtype), *(g.numpy() for g in grads), grad_view.numpy(), np.empty((n_gaussians, 27)),

@@ -31,14 +31,15 @@ BLOCK_SIZE = 8
 CpuKernel = Literal["compiled", "torch"]
 CPU_KERNELS: Tuple[CpuKernel, ...] = ("compiled", "torch")
 CPU_KERNEL: CpuKernel = "compiled"
-"""The CPU kernels: "compiled" (numba loops: projection_kernel.py and composite_kernel.py, the fast
-default) or "torch" (the PyTorch projection and vectorised compositor, projection.py and composite.py,
-kept as the references the compiled ones are tested against). Switch it with `use_cpu_kernels`."""
+"""The CPU kernels: "compiled" (numba loops: projection_kernel.py, composite_kernel.py and the loss's
+refine/ssim_kernel.py, the fast default) or "torch" (the PyTorch projection, vectorised compositor and
+SSIM: projection.py, composite.py and `refine.loss.ssim_reference`, kept as the references the compiled
+ones are tested against). Switch it with `use_cpu_kernels`."""
 
 
 @contextmanager
 def use_cpu_kernels(name: CpuKernel) -> Iterator[None]:
-    """Render on the CPU with the `name` projection and compositor inside the block (for tests and benchmarks)."""
+    """Render (and compute SSIM) on the CPU with the `name` kernels inside the block (for tests and benchmarks)."""
     global CPU_KERNEL
     if name not in CPU_KERNELS:
         raise ValueError(f"unknown CPU kernel {name!r}; choose 'compiled' or 'torch'")

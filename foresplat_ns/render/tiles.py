@@ -10,13 +10,15 @@ o exp(-sigma) >= 1/255 is the ellipse sigma <= ln(255 o), and a block missing th
 would see alpha 0 (skipped) from it at every pixel. Dropping such entries changes neither the image
 nor the gradients, but cuts the pixel-Gaussian pairs to evaluate roughly in half for 8-pixel blocks.
 Cameras are batched by numbering (camera, block) pairs along one axis; the lists are built by numba
-loops (`_block_lists`), a radix sort by depth and a counting sort into blocks. The compiled compositor walks
+loops: each Gaussian's block range (`_block_ranges`, in parallel), then a radix sort by depth and a
+counting sort into blocks (`_block_lists`). The compiled compositor walks
 the lists as they are; the vectorised PyTorch one pads and groups them first (`plan_chunks`). Nothing
 here needs gradients.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -25,7 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .numba_config import launch
+
 MIN_ALPHA = 1.0 / 255.0
+_GAUSSIANS_PER_TASK = 1024
 
 
 @dataclass
@@ -88,23 +93,43 @@ def tile_bounds(means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int,
     return x_min, x_max, y_min, y_max
 
 
-def _visible_region_blocks(means2d: Tensor, conics: Tensor, opacities: Tensor, block_size: int) -> Tuple[Tensor, ...]:
-    """Half-open block ranges covering the bounding box of each ellipse sigma <= ln(255 o).
+@numba.njit(cache=True, nogil=True, inline="always")
+def _axis_range(centre, radius, half_extent, tile_size, tiles, block_size):
+    """Half-open block range along one axis: the tile box (floor / ceil in tile units, clamped to the
+    grid), in blocks, met with the visible ellipse's box (clamped to int32 so huge extents stay integers)."""
+    per_tile, limit = tile_size // block_size, 2147483647.0
+    tile_centre, tile_radius = centre / tile_size, radius / tile_size
+    tile_low = int(min(max(np.floor(tile_centre - tile_radius), 0.0), tiles)) * per_tile
+    tile_high = int(min(max(np.ceil(tile_centre + tile_radius), 0.0), tiles)) * per_tile
+    visible_low = int(max(np.floor((centre - half_extent) / block_size), -limit))
+    visible_high = int(min(np.floor((centre + half_extent) / block_size) + 1, limit))
+    return max(tile_low, visible_low), min(tile_high, visible_high)
 
-    Its half extents are sqrt(2 ln(255 o) Sigma_xx) and sqrt(2 ln(255 o) Sigma_yy), Sigma = conic^-1;
-    a small relative and absolute margin absorbs rounding, so no block that sees alpha >= 1/255 is lost.
+
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def _block_ranges(means2d, radii, conics, opacities, tile_size, tile_width, tile_height, block_size, ranges):
+    """ranges [G, 4]: each Gaussian's half-open block range (x_min, x_max, y_min, y_max), all 0 where it lists nowhere.
+
+    A block is covered when the Gaussian's tile box (`tile_bounds`, in blocks) and the bounding box of its
+    visible ellipse sigma <= ln(255 o) both cover it. The ellipse's half extents are sqrt(2 ln(255 o) Sigma_xx)
+    and sqrt(2 ln(255 o) Sigma_yy), Sigma = conic^-1, widened by a small relative and absolute margin that
+    absorbs rounding, so no block that sees alpha >= 1/255 is lost. Not listed at all: culled Gaussians
+    (radius 0), opacity below 1/255 (alpha can never reach it) and conics that are not positive definite
+    (sigma < 0 everywhere: gsplat skips every pixel). In float64, one pass over the Gaussians.
     """
-    a, b, c = conics.unbind(-1)
-    det = (a * c - b * b).clamp_min(torch.finfo(conics.dtype).tiny)
-    reach = 2 * torch.log((opacities / MIN_ALPHA).clamp_min(1.0))
-    half_x = torch.sqrt(reach * c / det) * 1.001 + 0.01
-    half_y = torch.sqrt(reach * a / det) * 1.001 + 0.01
-    x_min = torch.floor((means2d[..., 0] - half_x) / block_size)
-    x_max = torch.floor((means2d[..., 0] + half_x) / block_size) + 1
-    y_min = torch.floor((means2d[..., 1] - half_y) / block_size)
-    y_max = torch.floor((means2d[..., 1] + half_y) / block_size) + 1
-    limit = torch.iinfo(torch.int32).max  # keeps huge or infinite extents convertible to integers
-    return tuple(v.clamp(-limit, limit).long() for v in (x_min, x_max, y_min, y_max))
+    for g in numba.prange(radii.shape[0]):
+        u, v, radius, opacity = float(means2d[g, 0]), float(means2d[g, 1]), float(radii[g]), float(opacities[g])
+        a, b, c = float(conics[g, 0]), float(conics[g, 1]), float(conics[g, 2])
+        det = a * c - b * b
+        x_min = x_max = y_min = y_max = 0
+        if radius > 0 and opacity >= MIN_ALPHA and a > 0 and det > 0 and math.isfinite(u) and math.isfinite(v):
+            reach = 2.0 * math.log(max(opacity / MIN_ALPHA, 1.0))
+            half_x, half_y = math.sqrt(reach * c / det) * 1.001 + 0.01, math.sqrt(reach * a / det) * 1.001 + 0.01
+            x_min, x_max = _axis_range(u, radius, half_x, tile_size, tile_width, block_size)
+            y_min, y_max = _axis_range(v, radius, half_y, tile_size, tile_height, block_size)
+            if x_max <= x_min or y_max <= y_min:
+                x_min = x_max = y_min = y_max = 0
+        ranges[g, 0], ranges[g, 1], ranges[g, 2], ranges[g, 3] = x_min, x_max, y_min, y_max
 
 
 @torch.no_grad()
@@ -119,30 +144,20 @@ def build_tile_layout(
     tile_height: int,
     block_size: int,
 ) -> TileLayout:
-    """Intersect projected Gaussians [C, N] with blocks: every block's list, front to back.
-
-    Left out entirely: culled Gaussians (radius 0), opacity below 1/255 (alpha can never reach it) and
-    conics that are not positive definite (sigma < 0 everywhere: gsplat skips every pixel).
-    """
+    """Intersect projected Gaussians [C, N] with blocks: every block's list, front to back (`_block_ranges`
+    says which Gaussians cover which blocks)."""
     if tile_size % block_size:
         raise ValueError(f"block_size {block_size} must divide tile_size {tile_size}")
     n_cameras, n_gaussians = radii.shape
     per_tile = tile_size // block_size
     blocks_x, blocks_y = tile_width * per_tile, tile_height * per_tile
 
-    tx_min, tx_max, ty_min, ty_max = tile_bounds(means2d, radii, tile_size, tile_width, tile_height)
-    ex_min, ex_max, ey_min, ey_max = _visible_region_blocks(means2d, conics, opacities, block_size)
-    x_min, x_max = torch.maximum(tx_min * per_tile, ex_min), torch.minimum(tx_max * per_tile, ex_max)
-    y_min, y_max = torch.maximum(ty_min * per_tile, ey_min), torch.minimum(ty_max * per_tile, ey_max)
-    a, b, c = conics.unbind(-1)
-    listable = (radii > 0) & (opacities >= MIN_ALPHA) & (a > 0) & (a * c - b * b > 0)
-    span_x = (x_max - x_min).clamp_min(0)
-    per_gaussian = (span_x * (y_max - y_min).clamp_min(0) * listable).flatten()
-
-    listed = torch.nonzero(per_gaussian).squeeze(1)
-    ranges = [v.flatten().contiguous().numpy() for v in (x_min, x_max, y_min, y_max)]
+    footprints = [t.detach().flatten(0, 1).contiguous().numpy() for t in (means2d, radii, conics, opacities)]
+    ranges = np.empty((n_cameras * n_gaussians, 4), np.int64)
+    launch(_block_ranges, *footprints, tile_size, tile_width, tile_height, block_size, ranges, chunk=_GAUSSIANS_PER_TASK)
+    listed = np.flatnonzero(ranges[:, 1] > ranges[:, 0])
     counts, ids = _block_lists(
-        *_sort_keys(depths.flatten().index_select(0, listed)), listed.numpy(), *ranges,
+        *_sort_keys(depths.flatten().index_select(0, torch.from_numpy(listed))), listed, ranges,
         n_gaussians, blocks_x, blocks_x * blocks_y, n_cameras * blocks_x * blocks_y,
     )  # fmt: skip
     return TileLayout(n_cameras, n_gaussians, block_size, blocks_x, blocks_y, torch.from_numpy(counts), torch.from_numpy(ids))
@@ -158,8 +173,9 @@ def _sort_keys(depths: Tensor) -> Tuple[np.ndarray, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_lists(keys, key_bits, listed, x_min, x_max, y_min, y_max, n_gaussians, blocks_x, blocks_per_camera, n_blocks):
-    """(counts, ids): every block's list of the `listed` Gaussians whose block range covers it, by key.
+def _block_lists(keys, key_bits, listed, ranges, n_gaussians, blocks_x, blocks_per_camera, n_blocks):
+    """(counts, ids): every block's list of the `listed` Gaussians whose block range (`ranges`, [C*N, 4])
+    covers it, by key.
 
     A stable radix sort of the keys (ties keep the order of `listed`, i.e. Gaussian index, as gsplat's
     stable sort), then a counting sort into blocks: two passes over the entries, where sorting the
@@ -186,16 +202,16 @@ def _block_lists(keys, key_bits, listed, x_min, x_max, y_min, y_max, n_gaussians
     for i in range(n):
         g = listed[order[i]]
         base = (g // n_gaussians) * blocks_per_camera
-        for by in range(y_min[g], y_max[g]):
-            for bx in range(x_min[g], x_max[g]):
+        for by in range(ranges[g, 2], ranges[g, 3]):
+            for bx in range(ranges[g, 0], ranges[g, 1]):
                 counts[base + by * blocks_x + bx] += 1
     fill = np.cumsum(counts) - counts
     ids = np.empty(counts.sum(), np.int64)
     for i in range(n):
         g = listed[order[i]]
         base = (g // n_gaussians) * blocks_per_camera
-        for by in range(y_min[g], y_max[g]):
-            for bx in range(x_min[g], x_max[g]):
+        for by in range(ranges[g, 2], ranges[g, 3]):
+            for bx in range(ranges[g, 0], ranges[g, 1]):
                 block = base + by * blocks_x + bx
                 ids[fill[block]] = g
                 fill[block] += 1
