@@ -178,8 +178,8 @@ def _block_lists(keys, key_bits, listed, ranges, n_gaussians, blocks_x, blocks_p
     covers it, by key.
 
     A stable radix sort of the keys (ties keep the order of `listed`, i.e. Gaussian index, as gsplat's
-    stable sort), then a counting sort into blocks: two passes over the entries, where sorting the
-    entries themselves (as a torch.sort would) costs ten times more.
+    stable sort), then a counting sort into blocks: one pass over the entries, where sorting the entries
+    themselves (as a torch.sort would) costs ten times more.
     """
     n = listed.shape[0]
     order, scratch = np.arange(n), np.empty(n, np.int64)
@@ -198,13 +198,23 @@ def _block_lists(keys, key_bits, listed, ranges, n_gaussians, blocks_x, blocks_p
             scratch[buckets[digit]] = j
             buckets[digit] += 1
         order, scratch = scratch, order
-    counts = np.zeros(n_blocks, np.int64)
-    for i in range(n):
-        g = listed[order[i]]
-        base = (g // n_gaussians) * blocks_per_camera
-        for by in range(ranges[g, 2], ranges[g, 3]):
-            for bx in range(ranges[g, 0], ranges[g, 1]):
-                counts[base + by * blocks_x + bx] += 1
+    # counts from each range's four corners and running sums over the block grid, not entry by entry
+    n_cameras, blocks_y = n_blocks // blocks_per_camera, blocks_per_camera // blocks_x
+    corners = np.zeros((n_cameras, blocks_y + 1, blocks_x + 1), np.int64)
+    for g in listed:
+        camera = g // n_gaussians
+        corners[camera, ranges[g, 2], ranges[g, 0]] += 1
+        corners[camera, ranges[g, 2], ranges[g, 1]] -= 1
+        corners[camera, ranges[g, 3], ranges[g, 0]] -= 1
+        corners[camera, ranges[g, 3], ranges[g, 1]] += 1
+    counts = np.empty(n_blocks, np.int64)
+    for camera in range(n_cameras):
+        for by in range(blocks_y):
+            row = 0
+            for bx in range(blocks_x):
+                row += corners[camera, by, bx]
+                corners[camera, by + 1, bx] += corners[camera, by, bx]  # carries the column sums down
+                counts[camera * blocks_per_camera + by * blocks_x + bx] = row
     fill = np.cumsum(counts) - counts
     ids = np.empty(counts.sum(), np.int64)
     for i in range(n):
