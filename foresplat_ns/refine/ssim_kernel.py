@@ -130,13 +130,13 @@ class CompiledSSIM(torch.autograd.Function):
         n, channels, height, width = X.shape
         out_h, out_w = height - window_y.numel() + 1, width - window_x.numel() + 1
         forward, _ = _kernels(X.dtype, c1, c2)
-        planes = [t.detach().reshape(n * channels, height, width).contiguous() for t in (X, Y)]
-        windows = [w.to(X.dtype).contiguous() for w in (window_y, window_x)]
+        images = [t.detach().reshape(n * channels, height, width).contiguous() for t in (X, Y)]
+        windows = [w.contiguous() for w in (window_y, window_x)]
         moments = torch.empty(5, n * channels, out_h, out_w, dtype=X.dtype)
         row_sums = torch.empty(n * channels * out_h, dtype=X.dtype)
-        launch(forward, *(t.numpy() for t in planes + windows), moments.numpy(), row_sums.numpy(), chunk=_ROWS_PER_TASK)
+        launch(forward, *(t.numpy() for t in images + windows), moments.numpy(), row_sums.numpy(), chunk=_ROWS_PER_TASK)
         ctx.shape, ctx.constants = X.shape, (c1, c2)
-        ctx.save_for_backward(*planes, *windows, moments)
+        ctx.save_for_backward(*images, *windows, moments)
         return row_sums.sum() / moments[0].numel()
 
     @staticmethod
