@@ -33,7 +33,7 @@ class StepBenchConfig:
     sizes: Tuple[int, ...] = (64, 128, 256)
     """Square image sizes of the generated scene, in pixels."""
     threads: Tuple[int, ...] = (1, 2)
-    """torch.set_num_threads values (the compiled compositor follows them)."""
+    """torch.set_num_threads values (the compiled kernels follow them)."""
     steps: int = 30
     """Timed refinement steps per configuration (after `warmup` untimed ones); the median is reported."""
     warmup: int = 5
@@ -115,7 +115,7 @@ def prediction_workload(size: int, seed: int, folder: Path):
     return start.gaussians, train.views()
 
 
-def time_steps(gaussians, views, compositor: str, threads: int, steps: int, warmup: int, seed: int) -> Dict[str, float]:
+def time_steps(gaussians, views, kernels: str, threads: int, steps: int, warmup: int, seed: int) -> Dict[str, float]:
     """Median milliseconds per phase (and in all) over `steps` seeded, densifying refinement steps."""
     from foresplat_ns.refine import RefineConfig, Refiner
     from foresplat_ns.render.rasterize import use_cpu_kernels
@@ -125,7 +125,7 @@ def time_steps(gaussians, views, compositor: str, threads: int, steps: int, warm
     generator = torch.Generator().manual_seed(seed)
     refiner = Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator)
     per_step: List[Dict[str, float]] = []
-    with use_cpu_kernels(compositor):
+    with use_cpu_kernels(kernels):
         for step in range(warmup + steps):
             timer = PhaseTimer()
             began = time.perf_counter()
@@ -137,7 +137,7 @@ def time_steps(gaussians, views, compositor: str, threads: int, steps: int, warm
 
 
 def run_step_bench(config: StepBenchConfig) -> List[Dict]:
-    """Time every size x threads x compositor, print the table and the ratios, return the rows."""
+    """Time every size x threads x kernels, print the table and the ratios, return the rows."""
     from rich.console import Console
     from rich.table import Table
 
@@ -156,24 +156,24 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
         for size in config.sizes:
             gaussians, views = prediction_workload(size, config.seed, Path(folder))
             for threads in config.threads:
-                for compositor in CPU_KERNELS:
-                    ms = time_steps(gaussians, views, compositor, threads, config.steps, config.warmup, config.seed)
-                    rows.append({"size": size, "threads": threads, "compositor": compositor, "gaussians": gaussians.num_gaussians, **ms})
-                    console.print(f"  done {size}x{size}, {threads} thread(s), {compositor}: {ms['total']:.1f} ms/step")
+                for kernels in CPU_KERNELS:
+                    ms = time_steps(gaussians, views, kernels, threads, config.steps, config.warmup, config.seed)
+                    rows.append({"size": size, "threads": threads, "kernels": kernels, "gaussians": gaussians.num_gaussians, **ms})
+                    console.print(f"  done {size}x{size}, {threads} thread(s), {kernels}: {ms['total']:.1f} ms/step")
 
     table = Table(title="one refinement step from the shipped prediction, ms (median)")
-    for column in ("image", "threads", "compositor", *PHASES, "total", "speed-up", "2 vs 1 thread"):
+    for column in ("image", "threads", "kernels", *PHASES, "total", "speed-up", "2 vs 1 thread"):
         table.add_column(column, justify="right")
-    by_key = {(r["size"], r["threads"], r["compositor"]): r for r in rows}
+    by_key = {(r["size"], r["threads"], r["kernels"]): r for r in rows}
     for row in rows:
         torch_row = by_key.get((row["size"], row["threads"], "torch"))
-        single = by_key.get((row["size"], 1, row["compositor"]))
+        single = by_key.get((row["size"], 1, row["kernels"]))
         row["speedup_vs_torch"] = torch_row["total"] / row["total"] if torch_row else None
         row["threads_speedup"] = single["total"] / row["total"] if single and row["threads"] != 1 else None
         table.add_row(
             f"{row['size']}x{row['size']}",
             str(row["threads"]),
-            row["compositor"],
+            row["kernels"],
             *(f"{row[phase]:.1f}" for phase in PHASES),
             f"{row['total']:.1f}",
             f"{row['speedup_vs_torch']:.2f}x" if row["speedup_vs_torch"] else "-",
