@@ -16,14 +16,14 @@ then through x, y, x², y² or xy.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Tuple
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
-from foresplat_ns.render.numba_config import launch
+from foresplat_ns.render.numba_config import kernels_by_dtype, launch
 
 _FAST = {"contract", "reassoc"}
 """Fused multiply-adds and reordered sums: what lets LLVM vectorise the loops along a row."""
@@ -112,14 +112,7 @@ def _compile(dtype, c1: float, c2: float) -> Tuple[Callable, Callable]:
     return forward, backward
 
 
-_KERNELS: Dict[Tuple[torch.dtype, float, float], Tuple[Callable, Callable]] = {}
-
-
-def _kernels(dtype: torch.dtype, c1: float, c2: float) -> Tuple[Callable, Callable]:
-    key = (dtype, c1, c2)
-    if key not in _KERNELS:
-        _KERNELS[key] = _compile({torch.float32: np.float32, torch.float64: np.float64}[dtype], c1, c2)
-    return _KERNELS[key]
+_kernels = kernels_by_dtype(_compile)
 
 
 class CompiledSSIM(torch.autograd.Function):

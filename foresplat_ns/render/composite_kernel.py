@@ -28,14 +28,14 @@ Threads and vector width are numba settings, made once in `numba_config.py`.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import launch
+from .numba_config import kernels_by_dtype, launch
 from .tiles import MIN_ALPHA, TileLayout
 
 _BLOCKS_PER_TASK = 4
@@ -223,14 +223,7 @@ def _add_rows(ids, rows, out):
             out[g, j] += rows[e, j]
 
 
-_KERNELS: Dict[Tuple[torch.dtype, int, int], Tuple[Callable, Callable]] = {}
-
-
-def _kernels(dtype: torch.dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
-    key = (dtype, block_size, depth)
-    if key not in _KERNELS:
-        _KERNELS[key] = _compile({torch.float32: np.float32, torch.float64: np.float64}[dtype], block_size, depth)
-    return _KERNELS[key]
+_kernels = kernels_by_dtype(_compile)
 
 
 def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:

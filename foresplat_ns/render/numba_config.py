@@ -17,12 +17,14 @@ NUMBA_THREADING_LAYER, NUMBA_CPU_NAME and NUMBA_CPU_FEATURES, where set, win ove
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Callable
 
 import llvmlite.binding
 import numba
+import numpy as np
 import torch
 
 WIDE_VECTORS = "-prefer-256-bit"
@@ -56,3 +58,14 @@ def launch(kernel: Callable, *args, chunk: int) -> None:
         kernel(*args)
     if torch.get_num_threads() != threads:  # the OpenMP layer's start set the shared runtime to all CPUs
         torch.set_num_threads(threads)
+
+
+def kernels_by_dtype(compile: Callable) -> Callable:
+    """`compile(numpy float dtype, *constants)`, memoised per (torch dtype, *constants): each set of kernels is
+    built (and found in numba's cache) once per process."""
+
+    @functools.lru_cache(maxsize=None)
+    def kernels(dtype: torch.dtype, *constants):
+        return compile({torch.float32: np.float32, torch.float64: np.float64}[dtype], *constants)
+
+    return kernels
