@@ -23,10 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from foresplat_ns.render.numba_config import kernels_by_dtype, launch
+from foresplat_ns.render.numba_config import VECTORISING_FASTMATH, kernels_by_dtype, launch
 
-_FAST = {"contract", "reassoc"}
-"""Fused multiply-adds and reordered sums: what lets LLVM vectorise the loops along a row."""
 _ROWS_PER_TASK = 8
 
 
@@ -35,7 +33,7 @@ def _compile(dtype, c1: float, c2: float) -> Tuple[Callable, Callable]:
     F = dtype
     zero, two, k1, k2 = F(0.0), F(2.0), F(c1), F(c2)
 
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
     def forward(x, y, window_y, window_x, moments, row_sums):
         """moments [5, P, H', W'] = the blurred x, y, x², y², xy; row_sums [P * H'] = SSIM summed per output row."""
         planes, height, width = x.shape
@@ -68,7 +66,7 @@ def _compile(dtype, c1: float, c2: float) -> Tuple[Callable, Callable]:
                 )
             row_sums[r] = total
 
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
     def backward(x, y, window_y, window_x, moments, scale, spread, grad_x, grad_y):
         """grad_x, grad_y [P, H, W] of scale * sum(SSIM map); spread [4, P, H', W] is scratch."""
         planes, height, width = x.shape

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import kernels_by_dtype, launch
+from .numba_config import VECTORISING_FASTMATH, kernels_by_dtype, launch
 from .tiles import MIN_ALPHA, TileLayout
 
 _BLOCKS_PER_TASK = 4
@@ -44,8 +44,6 @@ _BLOCKS_PER_TASK = 4
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 _GRAD_COLUMNS = 8  # mean x, mean y, conic (3), opacity, |mean x|, |mean y|; the colour channels follow
-_FAST = {"contract", "reassoc"}
-"""Fused multiply-adds and reordered sums over a block's pixels: what lets LLVM vectorise the pixel loops."""
 _EXP_LIMIT = 6.0
 """alpha = exp(-(sigma - ln o)) is evaluated for sigma - ln o clamped to [0, 6]: exp(-6) < 1/255 is skipped
 like any larger exponent, and below 0 alpha is clamped at 0.999 anyway."""
@@ -68,7 +66,7 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
     limit, eighth, centre, scale = F(_EXP_LIMIT), F(0.125), F(0.375), F(math.exp(-0.375))
     taylor = tuple(F((-1.0) ** n / math.factorial(n)) for n in range(_EXP_DEGREES[dtype] + 1))[::-1]
 
-    @numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    @numba.njit(cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, inline="always")
     def alpha_of(dx, dy, c0, c1, c2, log_opacity):
         """(alpha, 0 where skipped below 1/255; o exp(-sigma) before the 0.999 clamp).
 
@@ -100,7 +98,7 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
             inside[p] = one if x < width and y < height else zero
         return camera, x0, y0, px, py, inside
 
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
     def forward(table, colors, ids, starts, counts, blocks_x, blocks_y, width, height, colour, final_t, used, touched):
         for block in numba.prange(counts.shape[0]):
             camera, x0, y0, px, py, running = block_pixels(block, blocks_x, blocks_y, width, height)
@@ -138,7 +136,7 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
                     for d in range(depth):
                         colour[camera, y, x, d] = accumulated[d, p]
 
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
     def backward(
         table, colors, ids, starts, counts, blocks_x, blocks_y, width, height,
         colour, final_t, used, touched, grad_render, grad_alpha, backgrounds, grads,

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 
 WIDE_VECTORS = "-prefer-256-bit"
+VECTORISING_FASTMATH = {"contract", "reassoc"}
+"""The kernels' fastmath flags: fused multiply-adds and reordered sums along their inner loops (a block's
+pixels, an image row), what lets LLVM vectorise those loops. No other fast-math licence is taken."""
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
