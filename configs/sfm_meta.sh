@@ -15,7 +15,8 @@
 #    start rule) against each variant's MetaGrad seed 0 (refinement seed 0);
 # 2. the judgement of the chosen variant (CHOSEN), both rules, on the held-out captures: with SfM points,
 #    refinement seeds 0-2 beside splatfacto's start and the previous default (the control: seed 0; the
-#    second training seed of both rules: refinement seeds 0-2); without, seed 0;
+#    second and third training seeds of both rules: refinement seeds 0-2; each training seed's runs pooled
+#    by `foresplat-bench pool` into pooled-train-sN); without, seed 0;
 # 3. the README's plot: splatfacto's start and the default on every held-out capture, seed 0: the chosen
 #    MetaGrad checkpoint (shipped as compact-foresplat-sfm.pt) where the capture has SfM points, the previous
 #    one elsewhere (splatfacto's random start there from configs/real_captures.sh).
@@ -45,6 +46,10 @@ for rule in metagrad vanilla; do
 done
 wait
 train plain metagrad 0 > "$OUT/lane-plain.log" 2>&1  # the control: 500 more outer steps without the SfM points
+for rule in metagrad vanilla; do  # a third training seed of both rules, the chosen variant only
+    train "$CHOSEN" "$rule" 2 > "$OUT/lane-$rule-s2.log" 2>&1 &
+done
+wait
 
 split_lists "$OUT"
 tuned() { echo "$1-$2$([ "$3" = 0 ] || echo "-s$3"):$RUNS/$1-$2-s$3/backbone.pt:sfm-union-else-best"; }  # VARIANT RULE SEED
@@ -55,9 +60,19 @@ for seed in 0 1 2; do
         "$(tuned "$CHOSEN" vanilla 0)" --max-steps 2000 --seed "$seed"
 done
 in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-control" --init "$(tuned plain metagrad 0)" --max-steps 2000
-for seed in 0 1 2; do  # the second training seed of both rules, judged as the first
-    in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-train-s1-seed$seed" --init "$(tuned "$CHOSEN" metagrad 1)" \
-        "$(tuned "$CHOSEN" vanilla 1)" --max-steps 2000 --seed "$seed"
+for train_seed in 1 2; do  # the second and third training seeds of both rules, judged as the first
+    for seed in 0 1 2; do  # (splatfacto's runs taken from the first judgement's folders, not refined again)
+        in_lanes "$OUT/heldout-sfm.txt" "$OUT/heldout-train-s$train_seed-seed$seed" --merge-from "$OUT/heldout-seed$seed" \
+            --init splatfacto "$(tuned "$CHOSEN" metagrad "$train_seed")" "$(tuned "$CHOSEN" vanilla "$train_seed")" \
+            --max-steps 2000 --seed "$seed"
+    done
+done
+# Each training seed's runs paired over captures and refinement seeds, against splatfacto's plateau where
+# configs/real_captures.sh has found it.
+PLATEAU=(); [ -f results/real-heldout/plateau/results.json ] && PLATEAU=(--plateau-from results/real-heldout/plateau)
+for train_seed in 0 1 2; do
+    runs=("$OUT/heldout-seed"{0,1,2}); [ "$train_seed" = 0 ] || runs=("$OUT/heldout-train-s$train_seed-seed"{0,1,2})
+    $BIN/foresplat-bench pool --runs "${runs[@]}" "${PLATEAU[@]}" --output "$OUT/pooled-train-s$train_seed"
 done
 in_lanes "$OUT/heldout-nosfm.txt" "$OUT/heldout-nosfm" --init "$PREVIOUS" "$(tuned "$CHOSEN" metagrad 0)" --max-steps 2000
 

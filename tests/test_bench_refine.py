@@ -140,3 +140,39 @@ def test_an_init_whose_start_is_another_inits_reuses_its_run(small_corpus, tmp_p
         json.loads((tmp_path / "alone" / "results.json").read_text())["runs"][f"{scene}|default"]["psnr"]
         == runs[f"{scene}|splatfacto"]["psnr"]
     )
+
+
+def _results(folder, runs):
+    """A `foresplat-bench refine` output folder holding `runs` {"scene|init": psnr list} on steps 0, 1, 5, 10."""
+    folder.mkdir(parents=True)
+    records = {
+        key: {"steps": [0, 1, 5, 10], "psnr": psnr, "num_gaussians": [100] * 4, "seconds": [0.0, 1, 2, 3]} for key, psnr in runs.items()
+    }
+    (folder / "results.json").write_text(json.dumps({"settings_key": "k", "runs": records}))
+    return folder
+
+
+def test_pool_pairs_runs_across_folders_with_the_headline_and_each_scenes_plateau(tmp_path, capsys):
+    """Two seeds x two scenes pooled as four pairs: differences, the headline (1 step against 10) and the
+    plateau come from the right run of the right folder."""
+    from foresplat_ns.bench.pool import PoolBenchConfig
+    from foresplat_ns.bench.pool import main as pool
+
+    seed0 = _results(tmp_path / "seed0", {"a|ref": [1, 2, 3, 4], "a|new": [2, 5, 6, 7], "b|ref": [1, 1, 1, 2], "b|new": [1, 1, 2, 2]})
+    seed1 = _results(tmp_path / "seed1", {"a|ref": [1, 3, 3, 5], "a|new": [2, 5, 5, 6], "b|ref": [1, 2, 2, 3], "b|new": [0, 3, 3, 3]})
+    long = _results(tmp_path / "long", {"a|ref": [1, 4, 6, 5.5], "b|ref": [1, 2, 2.5, 2]})
+    summary = pool(PoolBenchConfig(runs=(seed0, seed1), reference="ref", plateau_from=long, output=tmp_path / "pooled"))
+    table = (tmp_path / "pooled" / "summary.md").read_text()
+    # paired over the four runs, e.g. at step 10: 7-4, 2-2, 6-5, 3-3
+    assert "| new | +0.25±0.48 (2/4) | +1.50±0.65 (3/4) | +1.75±0.48 (4/4) | +1.00±0.71 (2/4) |" in table
+    # the headline: new at step 1 against ref at step 10: 5-4, 1-2, 5-5, 3-3 (met where >= 0)
+    assert "| new | +0.00±0.41 (3/4) |" in table
+    assert summary["plateaus"] == {"a@seed0": 6, "a@seed1": 6, "b@seed0": 2.5, "b@seed1": 2.5}
+    # best against the plateau: 7-6, 2-2.5, 6-6, 3-2.5
+    assert "| new | 5 | 10 | — | 1 | +0.25±0.32 (3/4) |" in table
+    assert "| new | +0.00±0.41 (3/4) |" in capsys.readouterr().out  # printed too
+
+    with pytest.raises(ValueError, match="no runs of \\['other'\\]"):
+        pool(PoolBenchConfig(runs=(seed0,), init=("other",), reference="ref"))
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        pool(PoolBenchConfig(runs=(tmp_path / "nowhere",), reference="ref"))

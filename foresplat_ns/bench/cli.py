@@ -11,6 +11,8 @@ from foresplat_ns.bench.backbone import BackboneBenchConfig
 from foresplat_ns.bench.backbone import main as backbone_main
 from foresplat_ns.bench.metagrad import MetaGradBenchConfig
 from foresplat_ns.bench.metagrad import main as metagrad_main
+from foresplat_ns.bench.pool import PoolBenchConfig
+from foresplat_ns.bench.pool import main as pool_main
 from foresplat_ns.bench.raster import RasterBenchConfig
 from foresplat_ns.bench.raster import main as raster_main
 from foresplat_ns.bench.refine import RefineBenchConfig
@@ -21,6 +23,7 @@ from foresplat_ns.bench.step import main as step_main
 COMMANDS = {
     "raster": (RasterBenchConfig, raster_main),
     "refine": (RefineBenchConfig, refine_main),
+    "pool": (PoolBenchConfig, pool_main),
     "step": (StepBenchConfig, step_main),
     "metagrad": (MetaGradBenchConfig, metagrad_main),
     "backbone": (BackboneBenchConfig, backbone_main),
