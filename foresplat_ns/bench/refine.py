@@ -318,6 +318,13 @@ def _mean_pm(mean: float, sem: float, sign: str = "") -> str:
     return f"{mean:{sign}.2f}" + ("" if math.isnan(sem) else f"±{sem:.2f}")
 
 
+def _paired(diffs: List[float], ties_win: bool = False) -> str:
+    """'mean±sem (wins/n)' of paired differences; a win is a difference above 0 (at least 0 with `ties_win`)."""
+    mean, sem = _mean_sem(diffs)
+    wins = sum(d >= 0 if ties_win else d > 0 for d in diffs)
+    return f"{_mean_pm(mean, sem, '+')} ({wins}/{len(diffs)})"
+
+
 def _first_crossing(record: Dict, target: float, axis: str) -> Optional[float]:
     for value, psnr in zip(record[axis], record["psnr"]):
         if psnr >= target:
@@ -381,8 +388,7 @@ def summarise(
         cells = []
         for i in range(len(steps)):
             diffs = [by_scene[label][s]["psnr"][i] - by_scene[ref][s]["psnr"][i] for s in common]
-            mean, sem = _mean_sem(diffs)
-            cells.append(f"{_mean_pm(mean, sem, '+')} ({sum(d > 0 for d in diffs)}/{len(diffs)})")
+            cells.append(_paired(diffs))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     target = config.target_psnr if config.target_psnr is not None else table[ref][-1]
@@ -428,12 +434,11 @@ def headline_table(by_scene: Dict, labels: List[str], ref: str, steps: List[int]
         "|---|---|",
     ]
     for label in labels:
-        common = [s for s in by_scene[label] if s in by_scene[ref]]
-        diffs = [by_scene[label][s]["psnr"][early] - by_scene[ref][s]["psnr"][last] for s in common]
-        if label == ref or not diffs:
+        if label == ref:
             continue
-        mean, sem = _mean_sem(diffs)
-        lines.append(f"| {label} | {_mean_pm(mean, sem, '+')} ({sum(d >= 0 for d in diffs)}/{len(diffs)}) |")
+        diffs = [record["psnr"][early] - by_scene[ref][s]["psnr"][last] for s, record in by_scene[label].items() if s in by_scene[ref]]
+        if diffs:
+            lines.append(f"| {label} | {_paired(diffs, ties_win=True)} |")
     return lines
 
 
@@ -459,8 +464,7 @@ def plateau_table(by_scene: Dict, labels: List[str], plateaus: Dict[str, float],
             diffs.append(max(record["psnr"]) - plateau)
         if not diffs:
             continue
-        mean, sem = _mean_sem(diffs)
-        lines.append(f"| {label} | " + " | ".join(reach) + f" | {_mean_pm(mean, sem, '+')} ({sum(d >= 0 for d in diffs)}/{len(diffs)}) |")
+        lines.append(f"| {label} | " + " | ".join(reach) + f" | {_paired(diffs, ties_win=True)} |")
     return lines
 
 
