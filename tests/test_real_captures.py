@@ -97,7 +97,7 @@ def test_scene_dataparser_reads_each_format_as_it_is(small_scene, llff_scene, tm
         scene_dataparser(tmp_path)
 
 
-@pytest.mark.parametrize("problem", ["rows", "size", "missing"])
+@pytest.mark.parametrize("problem", ["rows", "size", "factor", "missing"])
 def test_llff_capture_problems_are_named(llff_scene, tmp_path, problem):
     capture = tmp_path / "bad"
     shutil.copytree(llff_scene, capture)
@@ -107,12 +107,34 @@ def test_llff_capture_problems_are_named(llff_scene, tmp_path, problem):
         match = r"poses_bounds\.npy has 12 pose rows but .*images_2 holds 11 images"
     elif problem == "size":
         Image.open(images[3]).resize((20, 24)).save(images[3])
-        match = rf"{images[3].name} is 20x24, which is not the size 48x48 .* divided by one downscale factor"
+        match = rf"{images[3].name} is 20x24, but {images[0].name} is 24x24: every image .* has one size"
+    elif problem == "factor":
+        for image in images:
+            Image.open(image).resize((20, 24)).save(image)
+        match = rf"{images[0].name} is 20x24, which is not the size 48x48 .* divided by one downscale factor"
     else:
         (capture / "poses_bounds.npy").unlink()
         match = "not an LLFF capture: .*poses_bounds.npy not found"
     with pytest.raises(ValueError, match=match):
         load_scene(capture, LLFFDataParserConfig())
+
+
+@pytest.mark.parametrize("short_side", [23, 24])
+def test_llff_downscale_rounded_either_way_keeps_the_images_pixel_grid(llff_scene, tmp_path, short_side):
+    """A full height of 47 px halves to 23.5: mogrify writes 24 rows, PIL and ffmpeg 23. Both are the same
+    capture; the cameras take the images' own size and the factor from the longer side."""
+    capture = tmp_path / "odd"
+    shutil.copytree(llff_scene, capture)
+    rows = np.load(capture / "poses_bounds.npy")
+    rows[:, 4] = 47.0  # the full height; the width stays 48
+    np.save(capture / "poses_bounds.npy", rows)
+    for image in (capture / "images_2").iterdir():
+        Image.open(image).resize((24, short_side)).save(image)
+    cameras = LLFFDataParserConfig(data=capture, eval_mode="all").setup().get_dataparser_outputs("train").cameras
+    assert cameras.height.flatten().tolist() == [short_side] * 12 and cameras.width.flatten().tolist() == [24] * 12
+    scene, _ = load_scene(capture, LLFFDataParserConfig(eval_mode="all"))
+    assert scene.images.shape[1:3] == (short_side, 24)
+    torch.testing.assert_close(scene.intrinsics[:, 0, 0], torch.full((12,), float(rows[0, 14]) / 2))
 
 
 def test_transforms_frames_without_images_are_named(small_scene, tmp_path):

@@ -10,10 +10,9 @@ filename order, a 3x5 matrix per row (camera-to-world with columns [down, right,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Optional, Type
+from typing import List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -78,9 +77,21 @@ class LLFFDataParser(DataParser):
 
         mats = torch.from_numpy(rows[:, :15].reshape(-1, 3, 5)).float()
         full_h, full_w, focal = mats[0, :, 4].tolist()
-        factor = self._downscale(filenames[0], full_h, full_w, poses_file)
+        width, height = _image_size(filenames[0])
+        # The longer side gives the factor to the finest precision; the shorter may be rounded either way
+        # (mogrify rounds, PIL and ffmpeg floor: 2830 / 8 is 354 or 353).
+        factor = max(full_w, full_h) / max(width, height)
+        if abs(full_w / factor - width) > 1.0 or abs(full_h / factor - height) > 1.0:
+            raise ValueError(
+                f"{filenames[0]} is {width}x{height}, which is not the size {round(full_w)}x{round(full_h)} that "
+                f"{poses_file} records divided by one downscale factor"
+            )
         for path in filenames[1:]:
-            self._downscale(path, full_h, full_w, poses_file, expected=factor)
+            if _image_size(path) != (width, height):
+                raise ValueError(
+                    f"{path} is {'x'.join(map(str, _image_size(path)))}, but {filenames[0].name} is {width}x{height}: "
+                    "every image of an LLFF capture has one size"
+                )
         # [down, right, back] columns -> OpenGL [right, up, back]
         c2w = as_homogeneous(torch.stack([mats[:, :, 1], -mats[:, :, 0], mats[:, :, 2], mats[:, :, 3]], dim=-1))
         c2w, transform = camera_utils.auto_orient_and_center_poses(
@@ -91,7 +102,6 @@ class LLFFDataParser(DataParser):
         c2w[:, :3, 3] *= scale
 
         indices = self._split_indices(filenames, split)
-        height, width = round(full_h / factor), round(full_w / factor)
         cameras = Cameras(
             camera_to_worlds=c2w[indices, :3, :].float(),
             fx=focal / factor,
@@ -128,22 +138,6 @@ class LLFFDataParser(DataParser):
             raise ValueError(f"{root} holds poses_bounds.npy but no images, images_N folder beside it")
         return root / f"images_{factors[0]}"
 
-    @staticmethod
-    def _downscale(path: Path, full_h: float, full_w: float, poses_file: Path, expected: Optional[float] = None) -> float:
-        """The downscale factor of `path` against the poses' full size: one factor for both sides (to a pixel)."""
-        try:
-            with Image.open(path) as img:
-                w, h = img.size
-        except Exception as err:
-            raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
-        factor = full_h / h
-        if abs(full_w / factor - w) > 1.0 or (expected is not None and not math.isclose(factor, expected, rel_tol=1e-2)):
-            raise ValueError(
-                f"{path} is {w}x{h}, which is not the size {round(full_w)}x{round(full_h)} that {poses_file} records "
-                f"divided by one downscale factor{'' if expected is None else f' (the other images: {expected:g})'}"
-            )
-        return factor
-
     def _split_indices(self, filenames: List[Path], split: str) -> np.ndarray:
         if self.config.eval_mode == "interval":
             train, evaluation = get_train_eval_split_interval(filenames, self.config.eval_interval)
@@ -176,3 +170,12 @@ class LLFFDataParser(DataParser):
 llff_data = DataParserSpecification(
     config=LLFFDataParserConfig(), description="LLFF captures: poses_bounds.npy with images or images_N (ForeSplat)"
 )
+
+
+def _image_size(path: Path) -> Tuple[int, int]:
+    """(width, height) of an image file, or a clear error naming it."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as err:
+        raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
