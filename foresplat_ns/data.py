@@ -135,7 +135,12 @@ def check_image_files(filenames: Sequence[Path]) -> None:
 
 def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwargs):
     """Build nerfstudio's datamanager, turning a dataparser's bare failures into errors naming the scene."""
+    from foresplat_ns.nerfstudio_glue.capture_dataparser import CaptureDataParserConfig
+
     data = Path(config.data if config.data is not None else config.dataparser.data)
+    if isinstance(config.dataparser, CaptureDataParserConfig):
+        config.dataparser.data = data
+        config.dataparser = config.dataparser.concrete()
     transforms = data if data.suffix == ".json" else data / "transforms.json"
     if transforms.is_file():
         try:
@@ -152,8 +157,8 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
     except FileNotFoundError as err:
         raise ValueError(
             f"cannot read scene {data}: {err.filename or err} not found. A nerfstudio-data scene needs a transforms.json; "
-            "for COLMAP output use the colmap dataparser (ns-train foresplat colmap --data DIR), for NeRF-synthetic "
-            "scenes the blender-data one"
+            "name no dataparser (ns-train foresplat --data DIR: capture-data reads COLMAP, LLFF, transforms.json and "
+            "NeRF-synthetic captures as they are) or the one for its format (colmap, llff-data, blender-data)"
         ) from err
     except (AssertionError, IndexError, KeyError, RuntimeError) as err:
         raise ValueError(f"cannot read scene {data}: the dataparser failed ({type(err).__name__}: {err})") from err
@@ -265,7 +270,7 @@ def scene_dataparser(path: Path):
     """The nerfstudio dataparser config that reads a capture folder as it is, SfM points included.
 
     LLFF (poses_bounds.npy), NeRF-synthetic (transforms_train.json), nerfstudio-data / instant-ngp
-    (transforms.json) or COLMAP (sparse/0 or colmap/sparse/0); where only downscaled copies of the
+    (transforms.json) or COLMAP (sparse/0, colmap/sparse/0 or an undistorted workspace's sparse); where only downscaled copies of the
     images exist (images_N), that factor is used.
     """
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
@@ -289,15 +294,17 @@ def scene_dataparser(path: Path):
         if files and not all(f.is_file() for f in files):
             factor = _downscaled_folder(path, [f.name for f in files])
         return NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
-    for sparse in (Path("colmap/sparse/0"), Path("sparse/0")):
-        if (path / sparse).is_dir():
+    # COLMAP's mapper writes sparse/0 (colmap/sparse/0 under ns-process-data); its image_undistorter's
+    # workspace holds the model in sparse itself.
+    for sparse in (Path("colmap/sparse/0"), Path("sparse/0"), Path("sparse")):
+        if any((path / sparse / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
             factor = None
             if not (path / "images").is_dir():
                 factor = _downscaled_folder(path, [])
             return ColmapDataParserConfig(colmap_path=sparse, downscale_factor=factor)
     raise ValueError(
         f"{path} is not a capture ForeSplat can read: no poses_bounds.npy (LLFF), transforms.json (nerfstudio-data), "
-        "transforms_train.json (blender) or sparse/0 (COLMAP)"
+        "transforms_train.json (blender) or sparse/0 or sparse with cameras.bin|txt (COLMAP)"
     )
 
 

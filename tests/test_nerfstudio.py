@@ -193,13 +193,21 @@ def test_viewer_renders_a_view_on_cpu(trained_run):
 
 # -- dataparsers -------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path):
+@pytest.mark.parametrize("layout", ["colmap", "undistorted-workspace"])
+def test_foresplat_trains_on_a_colmap_scene(small_scene, tmp_path, layout):
+    """With `colmap` named, and with no dataparser named on COLMAP image_undistorter's layout (the model in
+    sparse/, which nerfstudio's colmap dataparser does not look for): foresplat's default, capture-data,
+    finds it. The pointcloud backbone needs the SfM points, so they were read too."""
     scene = tmp_path / "colmap_scene"
     shutil.copytree(small_scene, scene)
     (scene / "transforms.json").unlink()  # only the COLMAP model is left to read
+    dataparser = ["colmap"]
+    if layout == "undistorted-workspace":
+        shutil.move(scene / "colmap" / "sparse" / "0", scene / "sparse")
+        dataparser = []
     run_cli(
         "ns-train", "foresplat", "--data", scene, "--output-dir", tmp_path / "runs", "--timestamp", "c",
-        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.backbone.name", "pointcloud", "colmap",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.backbone.name", "pointcloud", *dataparser,
     )  # fmt: skip
     assert list((tmp_path / "runs").rglob("step-*.ckpt"))
 

@@ -76,10 +76,12 @@ def test_llff_capture_reads_as_the_same_cameras_and_points(small_scene, llff_sce
 
 
 @pytest.mark.slow
-def test_llff_data_is_a_registered_dataparser_for_ns_train(llff_scene, tmp_path):
+@pytest.mark.parametrize("dataparser", [["llff-data"], []])
+def test_llff_data_is_a_registered_dataparser_for_ns_train(llff_scene, tmp_path, dataparser):
+    """Named, or found by foresplat's default dataparser (capture-data); splatfacto's start needs the SfM points."""
     run_cli(
         "ns-train", "foresplat", "--data", llff_scene, "--output-dir", tmp_path, "--timestamp", "l",
-        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.start.start", "splatfacto", "llff-data",
+        "--vis", "tensorboard", "--max-num-iterations", 3, "--pipeline.start.start", "splatfacto", *dataparser,
     )  # fmt: skip
     assert list(tmp_path.rglob("step-*.ckpt"))
 
@@ -93,6 +95,11 @@ def test_scene_dataparser_reads_each_format_as_it_is(small_scene, llff_scene, tm
     shutil.copytree(small_scene, scene)
     shutil.move(scene / "images", scene / "images_2")
     assert scene_dataparser(scene).downscale_factor == 2
+    # COLMAP: the mapper's sparse/0, or an image_undistorter workspace's sparse/
+    colmap = tmp_path / "workspace"
+    shutil.copytree(small_scene / "colmap" / "sparse" / "0", colmap / "sparse")
+    shutil.copytree(small_scene / "images", colmap / "images")
+    assert scene_dataparser(colmap).colmap_path == Path("sparse")
     with pytest.raises(ValueError, match="not a capture ForeSplat can read"):
         scene_dataparser(tmp_path)
 

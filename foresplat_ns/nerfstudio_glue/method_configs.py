@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanagerConfig
-from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from foresplat_ns.nerfstudio_glue.capture_dataparser import CaptureDataParserConfig
 from foresplat_ns.nerfstudio_glue.meta_datamanager import MultiSceneDataManagerConfig
 from foresplat_ns.nerfstudio_glue.meta_pipeline import MetaPipelineConfig
 from foresplat_ns.nerfstudio_glue.model import ForeSplatModelConfig
@@ -38,7 +38,7 @@ def foresplat_trainer_config(refine: RefineConfig = DEFAULT_REFINE) -> ForeSplat
         machine=MachineConfig(device_type=DEVICE_TYPE),
         pipeline=ForeSplatPipelineConfig(
             datamanager=FullImageDatamanagerConfig(
-                dataparser=NerfstudioDataParserConfig(load_3D_points=True),
+                dataparser=CaptureDataParserConfig(),
                 cache_images_type="uint8",
             ),
             model=ForeSplatModelConfig(**refine.splatfacto_fields()),
