@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The shipped default against splatfacto's own start on captures nothing was chosen on, one command:
+#   configs/fresh_captures.sh CAPTURES_DIR
+# CAPTURES_DIR holds the captures named in configs/real_split.txt (team-internal; never committed); this
+# preset judges its "fresh" split, added after every setting and checkpoint had been chosen. As
+# configs/real_captures.sh: 240 px, 8 held-out views, 2,000 steps of `ns-train foresplat`'s refinement
+# from each start, refinement seeds $SEEDS (default 0 1). Inits: splatfacto's start, the default, and on
+# captures with SfM points the zero-step rule's checkpoint for that start (MetaGrad against the
+# zero-step rule). Each seed's runs are then pooled (paired differences, the headline). Two lanes;
+# resumable.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+CAPTURES=$(realpath "${1:?usage: configs/fresh_captures.sh CAPTURES_DIR}")
+OUT=results/fresh
+mkdir -p "$OUT"
+split_captures fresh > "$OUT/all.txt"
+with_sfm_points < "$OUT/all.txt" > "$OUT/sfm.txt"
+ZERO_STEP="zero-step:foresplat_ns/checkpoints/compact-vanilla-sfm.pt:sfm-union-else-best"
+
+runs=()
+for seed in ${SEEDS:-0 1}; do
+    in_lanes "$OUT/all.txt" "$OUT/seed$seed" --init splatfacto default --max-steps 2000 --seed "$seed"
+    in_lanes "$OUT/sfm.txt" "$OUT/zero-step-seed$seed" --init "$ZERO_STEP" --max-steps 2000 --seed "$seed"
+    bench --scenes "$OUT/all.txt" --output "$OUT/merged-seed$seed" --merge-from "$OUT/seed$seed" "$OUT/zero-step-seed$seed" \
+        --init splatfacto default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
+    runs+=("$OUT/merged-seed$seed")
+done
+$BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled"
+$BIN/foresplat-bench pool --runs "${runs[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"
