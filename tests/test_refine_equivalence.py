@@ -111,6 +111,22 @@ def test_compiled_ssim_matches_the_reference_in_float32():
     torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-9)
 
 
+def test_compiled_ssim_gradient_is_finite_where_the_ssim_terms_are_exactly_zero():
+    """A rendered image is not clamped, so 2 μx μy + c1 or 2 σxy + c2 can be exactly 0 at a pixel (a real
+    capture's refinement went NaN at step 604 of 2,000 that way). With c1 = c2 = 0 and x = 0 both are 0
+    everywhere, and SSIM is quadratic in x there: its gradient is exactly 0, not 0 / 0."""
+    from foresplat_ns.refine.loss import WINDOW_SIZE, _window
+    from foresplat_ns.refine.ssim_kernel import CompiledSSIM
+
+    generator = torch.Generator().manual_seed(2)
+    x = torch.zeros(1, 3, 24, 20, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(1, 3, 24, 20, generator=generator, dtype=torch.float64, requires_grad=True)
+    window = _window(torch.device("cpu"), torch.float64)
+    assert window.numel() == WINDOW_SIZE
+    grad_x, grad_y = torch.autograd.grad(CompiledSSIM.apply(x, y, window, window, 0.0, 0.0), (x, y))
+    assert torch.equal(grad_x, torch.zeros_like(grad_x)) and torch.equal(grad_y, torch.zeros_like(grad_y))
+
+
 def test_foresplat_starts_at_splatfactos_learning_rates_times_the_scale_and_decays_to_them():
     """`ns-train foresplat`'s optimisers (and `Refiner`'s schedule) start at splatfacto's learning rates times
     `learning_rate_scale` and end at splatfacto's; `as_splatfacto` is splatfacto's own, as nerfstudio's

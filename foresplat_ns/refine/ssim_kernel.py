@@ -9,8 +9,8 @@ differ from the reference by rounding; float64 agrees to its own.
 
 With S = A C / (B D) per output pixel (A = 2 μx μy + c1, B = μx² + μy² + c1, C = 2 (E[xy] - μx μy) + c2,
 D = E[x²] - μx² + E[y²] - μy² + c2), the gradients of the five blurred maps are
-dS/dμx = 2 μy (S/A - S/C) + 2 μx (S/D - S/B) (μx and μy swapped for dS/dμy), dS/dE[x²] = dS/dE[y²] = -S/D and
-dS/dE[xy] = 2 S/C; each goes back through its blur (the window is symmetric: the same window, 'full'),
+dS/dμx = 2 μy (C - A) / (B D) + 2 μx (S/D - S/B) (μx and μy swapped for dS/dμy), dS/dE[x²] = dS/dE[y²] = -S/D and
+dS/dE[xy] = 2 A / (B D) (not S/A or S/C: A or C may be exactly 0); each goes back through its blur (the window is symmetric: the same window, 'full'),
 then through x, y, x², y² or xy.
 """
 
@@ -78,12 +78,16 @@ def _compile(dtype, c1: float, c2: float) -> Tuple[Callable, Callable]:
                 mx, my, xx, yy, xy = moments[0, p, i, j], moments[1, p, i, j], moments[2, p, i, j], moments[3, p, i, j], moments[4, p, i, j]
                 a, b = two * mx * my + k1, mx * mx + my * my + k1
                 c, d = two * (xy - mx * my) + k2, xx - mx * mx + yy - my * my + k2
-                s = scale * a * c / (b * d)
-                towards_ac, towards_bd = s / a - s / c, s / d - s / b
+                # dS/dA and dS/dC without dividing by A or C: either is 0 wherever a mean or the covariance
+                # crosses -c/2 (rendered colours are not clamped), and s / a or s / c would be 0 / 0 there.
+                q = scale / (b * d)
+                ds_da, ds_dc = q * c, q * a
+                s = ds_da * a
+                towards_ac, towards_bd = ds_da - ds_dc, s / d - s / b
                 grads[0, j] = two * (my * towards_ac + mx * towards_bd)
                 grads[1, j] = two * (mx * towards_ac + my * towards_bd)
                 grads[2, j] = -s / d
-                grads[3, j] = two * s / c
+                grads[3, j] = two * ds_dc
             for m in range(4):
                 for j in range(width):
                     spread[m, p, i, j] = zero
