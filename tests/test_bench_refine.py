@@ -174,5 +174,13 @@ def test_pool_pairs_runs_across_folders_with_the_headline_and_each_scenes_platea
 
     with pytest.raises(ValueError, match="no runs of \\['other'\\]"):
         pool(PoolBenchConfig(runs=(seed0,), init=("other",), reference="ref"))
+    # an init that ran on one scene only (the zero-step rule's start, made for captures with SfM points):
+    # every table is over the scenes all inits ran on, the others named
+    partial = _results(tmp_path / "partial", {"a|ref": [1, 2, 3, 4], "a|new": [2, 5, 6, 7], "b|ref": [9, 9, 9, 9], "b|other": [1, 1, 1, 1]})
+    table = pool(PoolBenchConfig(runs=(partial,), init=("new", "ref"), reference="ref"))["markdown"]
+    assert "mean ± s.e.m. over 1 scenes" in table and "left out, without a run of every init: b@partial" in table
+    assert "| ref | 1.00 | 2.00 | 3.00 | 4.00 | 4.00 | 100 |" in table  # scene a alone, b@partial's 9s left out
+    with pytest.raises(ValueError, match="no scene has a run of every init of new, other"):
+        pool(PoolBenchConfig(runs=(partial,), init=("new", "other"), reference="new"))
     with pytest.raises(FileNotFoundError, match="no results.json"):
         pool(PoolBenchConfig(runs=(tmp_path / "nowhere",), reference="ref"))

@@ -339,10 +339,17 @@ def summarise(
     the paper's headline and, given `config.plateau_from`, each init against the reference's plateau.
 
     `capture_of` maps a run's scene name to the scene whose long run gives its plateau (`foresplat-bench
-    pool` names runs "scene@folder")."""
-    per = {label: [runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs] for label in labels}
+    pool` names runs "scene@folder"). Only scenes every init ran on are summarised, so that each table
+    compares means over the same scenes; the others are named."""
+    left_out = [s for s in scene_names if not all(f"{s}|{label}" in runs for label in labels)]
+    scene_names = [s for s in scene_names if s not in left_out]
+    if not scene_names:
+        raise ValueError(f"no scene has a run of every init of {', '.join(labels)}")
+    per = {label: [runs[f"{s}|{label}"] for s in scene_names] for label in labels}
     steps = per[labels[0]][0]["steps"]
     lines = [f"Held-out-view PSNR (dB) after N refinement steps; mean ± s.e.m. over {len(scene_names)} scenes", ""]
+    if left_out:
+        lines[1:1] = [f"(left out, without a run of every init: {', '.join(left_out)})"]
     lines.append("| init | " + " | ".join(str(s) for s in steps) + " | best | Gaussians (end) |")
     lines.append("|---" * (len(steps) + 3) + "|")
     table = {}
@@ -380,14 +387,13 @@ def summarise(
     lines += ["", f"Paired difference to '{ref}' (dB), mean ± s.e.m. over scenes; wins = scenes where it is higher", ""]
     lines.append("| init | " + " | ".join(str(s) for s in steps) + " |")
     lines.append("|---" * (len(steps) + 1) + "|")
-    by_scene = {label: {s: runs[f"{s}|{label}"] for s in scene_names if f"{s}|{label}" in runs} for label in labels}
+    by_scene = {label: {s: runs[f"{s}|{label}"] for s in scene_names} for label in labels}
     for label in labels:
         if label == ref:
             continue
-        common = [s for s in scene_names if s in by_scene[label] and s in by_scene[ref]]
         cells = []
         for i in range(len(steps)):
-            diffs = [by_scene[label][s]["psnr"][i] - by_scene[ref][s]["psnr"][i] for s in common]
+            diffs = [by_scene[label][s]["psnr"][i] - by_scene[ref][s]["psnr"][i] for s in scene_names]
             cells.append(_paired(diffs))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
