@@ -8,4 +8,5 @@ def test_peak_memory_does_not_grow_with_inner_steps():
     short, long = measure(config, 4), measure(config, 32)
     assert short["peak_mb"] > 1.0, "the measurement saw the rendering's tensors"
     assert long["peak_mb"] <= 1.15 * short["peak_mb"], (short, long)
-    assert long["seconds"] > 2 * short["seconds"], "K=32 really unrolled more steps"
+    # the unroll really ran: a loss at θ₀..θ_{K-1}, and at θ_K when it is an anchor
+    assert short["inner_losses"] in (4, 5) and long["inner_losses"] in (32, 33), (short, long)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from rich.console import Console
@@ -59,7 +59,8 @@ def peak_tensor_memory(fn) -> int:
 
 
 def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
-    """Seconds per outer step (timed without the profiler) and peak tensor memory, for one K."""
+    """Seconds per outer step (timed without the profiler), peak tensor memory and the inner losses the
+    last outer step evaluated (θ₀..θ_K: the unroll really ran K steps), for one K."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     images, Ks, c2w = generated_scene(config.resolution, config.num_views, config.seed)
@@ -72,9 +73,13 @@ def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
     refine = RefineConfig()
     generator = torch.Generator().manual_seed(config.seed)
 
+    losses_seen: List[int] = []
+
     def outer_step() -> None:
         backbone.zero_grad(set_to_none=True)
-        metagrad_step(backbone(context)[0], views, refine, rule, generator=generator).surrogate.backward()
+        step = metagrad_step(backbone(context)[0], views, refine, rule, generator=generator)
+        step.surrogate.backward()
+        losses_seen.append(len(step.result.inner_losses))
 
     outer_step()  # warm-up: first-touch allocations, thread pools
     start = time.perf_counter()
@@ -82,7 +87,7 @@ def measure(config: MetaGradBenchConfig, inner_steps: int) -> Dict[str, float]:
         outer_step()
     seconds = (time.perf_counter() - start) / config.outer_steps
     peak = peak_tensor_memory(outer_step)
-    return {"inner_steps": inner_steps, "seconds": seconds, "peak_mb": peak / 2**20}
+    return {"inner_steps": inner_steps, "seconds": seconds, "peak_mb": peak / 2**20, "inner_losses": losses_seen[-1]}
 
 
 def main(config: MetaGradBenchConfig) -> Dict[int, Dict[str, float]]:
