@@ -87,9 +87,10 @@ class LLFFDataParser(DataParser):
                 f"{poses_file} records divided by one downscale factor"
             )
         for path in filenames[1:]:
-            if _image_size(path) != (width, height):
+            other_width, other_height = _image_size(path)
+            if (other_width, other_height) != (width, height):
                 raise ValueError(
-                    f"{path} is {'x'.join(map(str, _image_size(path)))}, but {filenames[0].name} is {width}x{height}: "
+                    f"{path} is {other_width}x{other_height}, but {filenames[0].name} is {width}x{height}: "
                     "every image of an LLFF capture has one size"
                 )
         # [down, right, back] columns -> OpenGL [right, up, back]
