@@ -442,14 +442,14 @@ def headline_table(by_scene: Dict, labels: List[str], ref: str, steps: List[int]
     for label in labels:
         if label == ref:
             continue
-        diffs = [record["psnr"][early] - by_scene[ref][s]["psnr"][last] for s, record in by_scene[label].items() if s in by_scene[ref]]
-        if diffs:
-            lines.append(f"| {label} | {_paired(diffs, ties_win=True)} |")
+        diffs = [record["psnr"][early] - by_scene[ref][s]["psnr"][last] for s, record in by_scene[label].items()]
+        lines.append(f"| {label} | {_paired(diffs, ties_win=True)} |")
     return lines
 
 
 def plateau_table(by_scene: Dict, labels: List[str], plateaus: Dict[str, float], ref: str, max_steps: int) -> List[str]:
-    """Per init: the steps it needs to reach each scene's plateau of the reference, and its best against it."""
+    """Per init: the steps it needs to reach each scene's plateau of the reference, and its best against it.
+    `by_scene` holds every init's run on every scene (`summarise` keeps only those)."""
     lines = [
         "",
         f"Against '{ref}''s plateau (its best PSNR in the long run), per scene: steps to reach it within {max_steps} "
@@ -461,10 +461,7 @@ def plateau_table(by_scene: Dict, labels: List[str], plateaus: Dict[str, float],
     for label in labels:
         reach, diffs = [], []
         for scene, plateau in plateaus.items():
-            record = by_scene[label].get(scene)
-            if record is None:
-                reach.append("")
-                continue
+            record = by_scene[label][scene]
             step = _first_crossing(record, plateau, "steps")
             reach.append("—" if step is None else str(step))
             diffs.append(max(record["psnr"]) - plateau)
