@@ -256,22 +256,32 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     )
 
 
-def downscale_factors(root: Path) -> List[int]:
-    """The N of every images_N folder under `root` (the downscaled copies LLFF and nerfstudio read), ascending."""
-    return sorted(int(p.name[7:]) for p in Path(root).glob("images_*") if p.is_dir() and p.name[7:].isdigit())
+def downscale_factors(root: Path, images: str = "images") -> List[int]:
+    """The N of every `images`_N folder under `root` (the downscaled copies nerfstudio's dataparsers read), ascending."""
+    prefix = f"{images}_"
+    return sorted(int(p.name[len(prefix) :]) for p in Path(root).glob(prefix + "*") if p.is_dir() and p.name[len(prefix) :].isdigit())
 
 
-def _downscaled_folder(root: Path, names: Sequence[str]) -> Optional[int]:
-    """The smallest N for which root/images_N holds every file name of `names` (None: no such folder)."""
-    return next((n for n in downscale_factors(root) if all((root / f"images_{n}" / name).is_file() for name in names)), None)
+def _downscaled_folder(root: Path, names: Sequence[str], images: str = "images") -> Optional[int]:
+    """The smallest N for which root/`images`_N holds every file name of `names` (None: no such folder)."""
+    return next((n for n in downscale_factors(root, images) if all((root / f"{images}_{n}" / name).is_file() for name in names)), None)
+
+
+_COLMAP_LAYOUTS = (
+    ("colmap/sparse/0", "images"),
+    ("sparse/0", "images"),
+    ("sparse", "images"),
+    ("distorted/sparse/0", "input"),
+)
+"""(model, images) folders of the COLMAP layouts `scene_dataparser` reads, in the order it looks for them."""
 
 
 def scene_dataparser(path: Path):
     """The nerfstudio dataparser config that reads a capture folder as it is, SfM points included.
 
     LLFF (poses_bounds.npy), NeRF-synthetic (transforms_train.json), nerfstudio-data / instant-ngp
-    (transforms.json) or COLMAP (sparse/0, colmap/sparse/0 or an undistorted workspace's sparse); where only downscaled copies of the
-    images exist (images_N), that factor is used.
+    (transforms.json) or COLMAP (`_COLMAP_LAYOUTS`); where only downscaled copies of the images exist
+    (images_N), that factor is used.
     """
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
     from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
@@ -295,16 +305,17 @@ def scene_dataparser(path: Path):
             factor = _downscaled_folder(path, [f.name for f in files])
         return NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
     # COLMAP's mapper writes sparse/0 (colmap/sparse/0 under ns-process-data); its image_undistorter's
-    # workspace holds the model in sparse itself.
-    for sparse in (Path("colmap/sparse/0"), Path("sparse/0"), Path("sparse")):
+    # workspace holds the model in sparse itself. 3DGS's convert.py keeps the mapper's model of the photos in
+    # input/ as distorted/sparse/0: read where nothing undistorted is there (nerfstudio undistorts the views).
+    for sparse, images in _COLMAP_LAYOUTS:
         if any((path / sparse / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
             factor = None
-            if not (path / "images").is_dir():
-                factor = _downscaled_folder(path, [])
-            return ColmapDataParserConfig(colmap_path=sparse, downscale_factor=factor)
+            if not (path / images).is_dir():
+                factor = _downscaled_folder(path, [], images)
+            return ColmapDataParserConfig(colmap_path=Path(sparse), images_path=Path(images), downscale_factor=factor)
     raise ValueError(
         f"{path} is not a capture ForeSplat can read: no poses_bounds.npy (LLFF), transforms.json (nerfstudio-data), "
-        "transforms_train.json (blender) or sparse/0 or sparse with cameras.bin|txt (COLMAP)"
+        "transforms_train.json (blender), or cameras.bin|txt in " + ", ".join(sparse for sparse, _ in _COLMAP_LAYOUTS) + " (COLMAP)"
     )
 
 

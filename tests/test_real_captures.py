@@ -100,6 +100,14 @@ def test_scene_dataparser_reads_each_format_as_it_is(small_scene, llff_scene, tm
     shutil.copytree(small_scene / "colmap" / "sparse" / "0", colmap / "sparse")
     shutil.copytree(small_scene / "images", colmap / "images")
     assert scene_dataparser(colmap).colmap_path == Path("sparse")
+    # 3DGS's convert.py before undistortion: the photos in input/, their model in distorted/sparse/0
+    distorted = tmp_path / "convert_py"
+    shutil.copytree(small_scene / "colmap" / "sparse" / "0", distorted / "distorted" / "sparse" / "0")
+    shutil.copytree(small_scene / "images", distorted / "input")
+    parser = scene_dataparser(distorted)
+    assert (parser.colmap_path, parser.images_path) == (Path("distorted/sparse/0"), Path("input"))
+    train, held_out = load_scene(distorted)
+    assert len(train.images) + len(held_out.images) == len(list((small_scene / "images").iterdir()))
     with pytest.raises(ValueError, match="not a capture ForeSplat can read"):
         scene_dataparser(tmp_path)
 
