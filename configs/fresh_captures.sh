@@ -6,8 +6,9 @@
 # configs/real_captures.sh: 240 px, 8 held-out views, 2,000 steps of `ns-train foresplat`'s refinement
 # from each start, refinement seeds $SEEDS (default 0 1). Inits: splatfacto's start, the default, and on
 # captures with SfM points the zero-step rule's checkpoint for that start (MetaGrad against the
-# zero-step rule). Each seed's runs are then pooled (paired differences, the headline). Two lanes;
-# resumable.
+# zero-step rule). Then splatfacto's start alone for PLATEAU_STEPS (default 5000, its schedule stretched to
+# match) on the captures with SfM points, to find its plateau. Each seed's runs are pooled (paired
+# differences, the headline, each start against the plateau). Two lanes; resumable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/fresh_captures.sh CAPTURES_DIR}")
@@ -16,6 +17,7 @@ mkdir -p "$OUT"
 split_captures fresh > "$OUT/all.txt"
 with_sfm_points < "$OUT/all.txt" > "$OUT/sfm.txt"
 ZERO_STEP="zero-step:foresplat_ns/checkpoints/compact-vanilla-sfm.pt:sfm-union-else-best"
+PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 
 runs=()
 for seed in ${SEEDS:-0 1}; do
@@ -25,5 +27,8 @@ for seed in ${SEEDS:-0 1}; do
         --init splatfacto default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
     runs+=("$OUT/merged-seed$seed")
 done
-$BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled"
+in_lanes "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto --max-steps "$PLATEAU_STEPS" \
+    --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS"
+$BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled" \
+    --plateau-from "$OUT/plateau"
 $BIN/foresplat-bench pool --runs "${runs[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from foresplat_ns.bench.step import PHASES, PhaseTimer, prediction_workload, time_steps, timed_step
+from foresplat_ns.bench.step import PHASES, PhaseTimer, machine_thread_scaling, prediction_workload, time_steps, timed_step
 from foresplat_ns.refine import RefineConfig, Refiner
 
 
@@ -26,3 +26,11 @@ def test_timed_step_is_a_train_step(tmp_path):
     ms = time_steps(gaussians, views, "compiled", threads=1, steps=2, warmup=1, seed=0)
     assert set(ms) == {*PHASES, "total"} and all(value >= 0 for value in ms.values())
     assert ms["total"] >= 0.9 * sum(ms[phase] for phase in PHASES)
+
+
+def test_machine_thread_scaling_is_measured_against_one_thread():
+    threads = torch.get_num_threads()
+    assert machine_thread_scaling((2,)) == {}  # nothing to compare with
+    ceiling = machine_thread_scaling((1, 2))
+    assert list(ceiling) == [2] and ceiling[2] > 0
+    assert torch.get_num_threads() == threads

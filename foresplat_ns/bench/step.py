@@ -180,11 +180,33 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
             f"{row['threads_speedup']:.2f}x" if row["threads_speedup"] else "-",
         )
     console.print(table)
+    ceiling = machine_thread_scaling(config.threads)
+    for threads, ratio in ceiling.items():
+        console.print(
+            f"the machine's own ceiling: a float32 matmul runs {ratio:.2f}x faster on {threads} threads than on 1 "
+            "(compute-bound and perfectly parallel; '2 vs 1 thread' above can at most reach it)"
+        )
     console.print(f"load average at end {os.getloadavg()[0]:.2f} (timings on a shared machine vary with it)")
     if config.output is not None:
-        write_json_atomic(config.output, {"config": {k: str(v) for k, v in vars(config).items()}, "rows": rows})
+        settings = {k: str(v) for k, v in vars(config).items()}
+        write_json_atomic(config.output, {"config": settings, "rows": rows, "matmul_thread_scaling": ceiling})
         console.print(f"wrote {config.output}")
     return rows
+
+
+def machine_thread_scaling(threads: Tuple[int, ...]) -> Dict[int, float]:
+    """Per thread count above 1 (given 1 among `threads`): the speed-up of a matmul over one thread, measured
+    now. A VM's vCPUs may be hyperthreads of one core or throttled, which no kernel of ours can outrun."""
+    from foresplat_ns.bench.raster import measure_peak_flops
+
+    if 1 not in threads:
+        return {}
+    before = torch.get_num_threads()
+    try:
+        single = measure_peak_flops(1)
+        return {n: measure_peak_flops(n) / single for n in sorted(set(threads)) if n > 1}
+    finally:
+        torch.set_num_threads(before)
 
 
 def main(config: StepBenchConfig) -> None:
