@@ -31,6 +31,21 @@ in_lanes() {
     bench --scenes "$scenes" --output "$out" --merge-from "$out.lane-0" "$out.lane-1" "$@"
 }
 
+# Runs `bench` on each scene listed in $1 in a folder of its own ($2.scenes/NAME), two scenes at a time (one
+# per core; a long scene holds up no other), then merges them into $2; the remaining arguments go to every
+# call. For runs whose lengths differ a lot between scenes, where in_lanes' fixed halves would leave a core idle.
+in_queue() {
+    local scenes=$1 out=$2 scene
+    shift 2
+    mkdir -p "$out.scenes"
+    while read -r scene; do echo "$scene" > "$out.scenes/$(basename "$scene").txt"; done < "$scenes"
+    export -f bench
+    export BIN
+    sed 's|.*/||' "$scenes" | xargs -P 2 -I{} bash -c 'folder=$1 name=$2; shift 2
+        bench --scenes "$folder/$name.txt" --output "$folder/$name" "$@" > "$folder/$name.log" 2>&1' _ "$out.scenes" {} "$@"
+    bench --scenes "$scenes" --output "$out" --merge-from "$out".scenes/*/ "$@"
+}
+
 # The folders under $CAPTURES of the captures configs/real_split.txt puts in split $1 (train or heldout).
 split_captures() {
     grep "^$1 " configs/real_split.txt | awk -v root="$CAPTURES" '{print root "/" $2}'

@@ -6,9 +6,10 @@
 # configs/real_captures.sh: 240 px, 8 held-out views, 2,000 steps of `ns-train foresplat`'s refinement
 # from each start, refinement seeds $SEEDS (default 0 1). Inits: splatfacto's start, the default, and on
 # captures with SfM points the zero-step rule's checkpoint for that start (MetaGrad against the
-# zero-step rule). Then splatfacto's start alone for PLATEAU_STEPS (default 5000, its schedule stretched to
-# match) on the captures with SfM points, to find its plateau. Each seed's runs are pooled (paired
-# differences, the headline, each start against the plateau). Two lanes; resumable.
+# zero-step rule). Then, on the captures with SfM points, splatfacto's start alone for PLATEAU_STEPS (default
+# 5000, its schedule stretched to match) to find its plateau, and the default on the same long schedule.
+# Each seed's runs are pooled (paired differences, the headline, each start against the plateau). Two
+# lanes; resumable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/fresh_captures.sh CAPTURES_DIR}")
@@ -27,8 +28,12 @@ for seed in ${SEEDS:-0 1}; do
         --init splatfacto default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
     runs+=("$OUT/merged-seed$seed")
 done
-in_lanes "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto --max-steps "$PLATEAU_STEPS" \
-    --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS"
+LONG=(--max-steps "$PLATEAU_STEPS" --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4))
+    --refine.stop-screen-size-at "$PLATEAU_STEPS")
+in_queue "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto "${LONG[@]}"
 $BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled" \
     --plateau-from "$OUT/plateau"
 $BIN/foresplat-bench pool --runs "${runs[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"
+# both starts to convergence
+in_queue "$OUT/sfm.txt" "$OUT/long-default" --init default "${LONG[@]}"
+bench --scenes "$OUT/sfm.txt" --output "$OUT/long" --merge-from "$OUT/plateau" "$OUT/long-default" --init splatfacto default "${LONG[@]}"
