@@ -8,8 +8,8 @@
 # captures with SfM points the zero-step rule's checkpoint for that start (MetaGrad against the
 # zero-step rule). Then, on the captures with SfM points, splatfacto's start alone for PLATEAU_STEPS (default
 # 5000, its schedule stretched to match) to find its plateau, and the default on the same long schedule.
-# Each seed's runs are pooled (paired differences, the headline, each start against the plateau). Two
-# lanes; resumable.
+# Each seed's runs are pooled (paired differences, the headline, each start against the plateau). Both
+# cores (lanes, then a queue for the long runs); resumable. scripts/pack_fresh_captures.sh makes CAPTURES_DIR.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/fresh_captures.sh CAPTURES_DIR}")
@@ -20,20 +20,21 @@ with_sfm_points < "$OUT/all.txt" > "$OUT/sfm.txt"
 ZERO_STEP="zero-step:foresplat_ns/checkpoints/compact-vanilla-sfm.pt:sfm-union-else-best"
 PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 
-runs=()
+runs=() rules=()
 for seed in ${SEEDS:-0 1}; do
     in_lanes "$OUT/all.txt" "$OUT/seed$seed" --init splatfacto default --max-steps 2000 --seed "$seed"
     in_lanes "$OUT/sfm.txt" "$OUT/zero-step-seed$seed" --init "$ZERO_STEP" --max-steps 2000 --seed "$seed"
-    bench --scenes "$OUT/all.txt" --output "$OUT/merged-seed$seed" --merge-from "$OUT/seed$seed" "$OUT/zero-step-seed$seed" \
-        --init splatfacto default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
-    runs+=("$OUT/merged-seed$seed")
+    # both rules' runs side by side, on the captures with SfM points only (every pair is there: nothing runs)
+    bench --scenes "$OUT/sfm.txt" --output "$OUT/rules-seed$seed" --merge-from "$OUT/seed$seed" "$OUT/zero-step-seed$seed" \
+        --init default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
+    runs+=("$OUT/seed$seed") rules+=("$OUT/rules-seed$seed")
 done
 LONG=(--max-steps "$PLATEAU_STEPS" --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4))
     --refine.stop-screen-size-at "$PLATEAU_STEPS")
 in_queue "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto "${LONG[@]}"
 $BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled" \
     --plateau-from "$OUT/plateau"
-$BIN/foresplat-bench pool --runs "${runs[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"
+$BIN/foresplat-bench pool --runs "${rules[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"
 # both starts to convergence
 in_queue "$OUT/sfm.txt" "$OUT/long-default" --init default "${LONG[@]}"
 bench --scenes "$OUT/sfm.txt" --output "$OUT/long" --merge-from "$OUT/plateau" "$OUT/long-default" --init splatfacto default "${LONG[@]}"
