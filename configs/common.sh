@@ -14,6 +14,12 @@ shared_start() {
     export INIT=$RUNS/pretrain/backbone.pt
 }
 
+# splatfacto's schedule stretched to PLATEAU_STEPS steps (default 5000; splitting stops at 3/4 of them): the
+# long runs that find a start's plateau.
+PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
+PLATEAU_SCHEDULE=(--max-steps "$PLATEAU_STEPS" --refine.max-steps "$PLATEAU_STEPS"
+    --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS")
+
 # The real-capture benchmark: `ns-train foresplat`'s refinement at 240 px on the long side, 8 held-out views.
 bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
 

@@ -18,7 +18,6 @@ mkdir -p "$OUT"
 split_captures fresh > "$OUT/all.txt"
 with_sfm_points < "$OUT/all.txt" > "$OUT/sfm.txt"
 ZERO_STEP="zero-step:foresplat_ns/checkpoints/compact-vanilla-sfm.pt:sfm-union-else-best"
-PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 
 runs=() rules=()
 for seed in ${SEEDS:-0 1}; do
@@ -29,12 +28,10 @@ for seed in ${SEEDS:-0 1}; do
         --init default "$ZERO_STEP" --max-steps 2000 --seed "$seed"
     runs+=("$OUT/seed$seed") rules+=("$OUT/rules-seed$seed")
 done
-LONG=(--max-steps "$PLATEAU_STEPS" --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4))
-    --refine.stop-screen-size-at "$PLATEAU_STEPS")
-in_queue "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto "${LONG[@]}"
+in_queue "$OUT/sfm.txt" "$OUT/plateau" --init splatfacto "${PLATEAU_SCHEDULE[@]}"
 $BIN/foresplat-bench pool --runs "${runs[@]}" --init default splatfacto --reference splatfacto --output "$OUT/pooled" \
     --plateau-from "$OUT/plateau"
 $BIN/foresplat-bench pool --runs "${rules[@]}" --init default zero-step --reference zero-step --output "$OUT/pooled-rules"
 # both starts to convergence
-in_queue "$OUT/sfm.txt" "$OUT/long-default" --init default "${LONG[@]}"
-bench --scenes "$OUT/sfm.txt" --output "$OUT/long" --merge-from "$OUT/plateau" "$OUT/long-default" --init splatfacto default "${LONG[@]}"
+in_queue "$OUT/sfm.txt" "$OUT/long-default" --init default "${PLATEAU_SCHEDULE[@]}"
+bench --scenes "$OUT/sfm.txt" --output "$OUT/long" --merge-from "$OUT/plateau" "$OUT/long-default" --init splatfacto default "${PLATEAU_SCHEDULE[@]}"

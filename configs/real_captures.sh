@@ -12,7 +12,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/real_captures.sh CAPTURES_DIR [heldout|train]}")
 SPLIT=${2:-heldout}
 OUT=results/real-$SPLIT
-PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 mkdir -p "$OUT"
 split_captures "$SPLIT" > "$OUT/scenes.txt"
 INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/compact-vanilla.pt"
@@ -20,7 +19,6 @@ INITS=(splatfacto default "foresplat:shipped" "vanilla:foresplat_ns/checkpoints/
 
 in_lanes "$OUT/scenes.txt" "$OUT/steps" --init "${INITS[@]}" --max-steps 2000
 with_sfm_points < "$OUT/scenes.txt" > "$OUT/with-sfm.txt"
-in_lanes "$OUT/with-sfm.txt" "$OUT/plateau" --init splatfacto --max-steps "$PLATEAU_STEPS" \
-    --refine.max-steps "$PLATEAU_STEPS" --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS"
+in_lanes "$OUT/with-sfm.txt" "$OUT/plateau" --init splatfacto "${PLATEAU_SCHEDULE[@]}"
 bench --scenes "$OUT/with-sfm.txt" --output "$OUT/steps-vs-plateau" --merge-from "$OUT/steps" --plateau-from "$OUT/plateau" \
     --init "${INITS[@]}" --max-steps 2000
