@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from foresplat_ns.bench.step import PHASES, PhaseTimer, machine_thread_scaling, prediction_workload, time_steps, timed_step
+from foresplat_ns.bench.step import PHASES, PhaseTimer, machine_thread_scaling, prediction_workload, time_configurations, timed_step
 from foresplat_ns.refine import RefineConfig, Refiner
 
 
@@ -23,9 +23,30 @@ def test_timed_step_is_a_train_step(tmp_path):
     for name in refiners[0].params:
         torch.testing.assert_close(refiners[0].params[name], refiners[1].params[name], rtol=0, atol=0)
 
-    ms = time_steps(gaussians, views, "compiled", threads=1, steps=2, warmup=1, seed=0)
-    assert set(ms) == {*PHASES, "total"} and all(value >= 0 for value in ms.values())
-    assert ms["total"] >= 0.9 * sum(ms[phase] for phase in PHASES)
+
+def test_configurations_are_timed_in_turn_and_threads_restored(tmp_path, monkeypatch):
+    from foresplat_ns.bench import step as step_module
+
+    gaussians, views = prediction_workload(32, seed=3, folder=tmp_path)
+    order = []
+    untimed = step_module.timed_step
+
+    def recording(refiner, view, timer):
+        order.append((id(refiner), torch.get_num_threads()))
+        untimed(refiner, view, timer)
+
+    monkeypatch.setattr(step_module, "timed_step", recording)
+    threads = torch.get_num_threads()
+    configurations = [("compiled", 1), ("torch", 1), ("compiled", 2)]
+    timed = time_configurations(gaussians, views, configurations, steps=2, warmup=1, seed=0)
+    assert torch.get_num_threads() == threads
+    # one step of each configuration per round, each on a refiner of its own, at its own thread count
+    assert len(order) == 3 * 3 and [n for _, n in order] == [1, 1, 2] * 3
+    refiner_ids = [refiner for refiner, _ in order]
+    assert len(set(refiner_ids[:3])) == 3 and refiner_ids[3:6] == refiner_ids[:3] and refiner_ids[6:] == refiner_ids[:3]
+    for ms in timed:
+        assert set(ms) == {*PHASES, "total"} and all(value >= 0 for value in ms.values())
+        assert ms["total"] >= 0.9 * sum(ms[phase] for phase in PHASES)
 
 
 def test_machine_thread_scaling_is_measured_against_one_thread():

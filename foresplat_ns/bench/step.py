@@ -35,7 +35,8 @@ class StepBenchConfig:
     threads: Tuple[int, ...] = (1, 2)
     """torch.set_num_threads values (the compiled kernels follow them)."""
     steps: int = 30
-    """Timed refinement steps per configuration (after `warmup` untimed ones); the median is reported."""
+    """Timed refinement steps per configuration (after `warmup` untimed ones), the configurations taking turns
+    step by step; the median is reported."""
     warmup: int = 5
     """Untimed steps first: the kernels' first-call set-up and the allocator's warm-up."""
     seed: int = 0
@@ -115,25 +116,42 @@ def prediction_workload(size: int, seed: int, folder: Path):
     return start.gaussians, train.views()
 
 
-def time_steps(gaussians, views, kernels: str, threads: int, steps: int, warmup: int, seed: int) -> Dict[str, float]:
-    """Median milliseconds per phase (and in all) over `steps` seeded, densifying refinement steps."""
+def time_configurations(
+    gaussians, views, configurations: List[Tuple[str, int]], steps: int, warmup: int, seed: int
+) -> List[Dict[str, float]]:
+    """Median milliseconds per phase (and in all) of each (kernels, threads) configuration over `steps` seeded,
+    densifying refinement steps after `warmup` untimed ones.
+
+    The configurations take turns, one step each per round, each on a refiner of its own: a VM whose speed
+    drifts during the run (neighbours, clocks) then weighs on every configuration alike, where timing them
+    one after another put the drift into their ratios (on this project's VM the same code's 2-vs-1-thread
+    ratio read 1.07x in one such run and 1.56x in another)."""
+    from rich.progress import track
+
     from foresplat_ns.refine import RefineConfig, Refiner
     from foresplat_ns.render.rasterize import use_cpu_kernels
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    refiner = Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator)
-    per_step: List[Dict[str, float]] = []
-    with use_cpu_kernels(kernels):
-        for step in range(warmup + steps):
-            timer = PhaseTimer()
-            began = time.perf_counter()
-            timed_step(refiner, views[step % len(views)], timer)
-            timer.seconds["total"] = time.perf_counter() - began
-            if step >= warmup:
-                per_step.append(dict(timer.seconds))
-    return {name: statistics.median(s.get(name, 0.0) for s in per_step) * 1e3 for name in (*PHASES, "total")}
+    threads_before = torch.get_num_threads()
+    refiners = []
+    for _ in configurations:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        refiners.append(Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator))
+    per_step: List[List[Dict[str, float]]] = [[] for _ in configurations]
+    try:
+        for step in track(range(warmup + steps), description="timing steps in turn", transient=True):
+            for (kernels, threads), refiner, timings in zip(configurations, refiners, per_step):
+                torch.set_num_threads(threads)
+                with use_cpu_kernels(kernels):
+                    timer = PhaseTimer()
+                    began = time.perf_counter()
+                    timed_step(refiner, views[step % len(views)], timer)
+                    timer.seconds["total"] = time.perf_counter() - began
+                if step >= warmup:
+                    timings.append(dict(timer.seconds))
+    finally:
+        torch.set_num_threads(threads_before)
+    return [{name: statistics.median(s.get(name, 0.0) for s in timings) * 1e3 for name in (*PHASES, "total")} for timings in per_step]
 
 
 def run_step_bench(config: StepBenchConfig) -> List[Dict]:
@@ -155,11 +173,13 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
     with tempfile.TemporaryDirectory() as folder:
         for size in config.sizes:
             gaussians, views = prediction_workload(size, config.seed, Path(folder))
-            for threads in config.threads:
-                for kernels in CPU_KERNELS:
-                    ms = time_steps(gaussians, views, kernels, threads, config.steps, config.warmup, config.seed)
-                    rows.append({"size": size, "threads": threads, "kernels": kernels, "gaussians": gaussians.num_gaussians, **ms})
-                    console.print(f"  done {size}x{size}, {threads} thread(s), {kernels}: {ms['total']:.1f} ms/step")
+            configurations = [(kernels, threads) for threads in config.threads for kernels in CPU_KERNELS]
+            timed = time_configurations(gaussians, views, configurations, config.steps, config.warmup, config.seed)
+            for (kernels, threads), ms in zip(configurations, timed):
+                rows.append({"size": size, "threads": threads, "kernels": kernels, "gaussians": gaussians.num_gaussians, **ms})
+            console.print(
+                f"  done {size}x{size}: " + ", ".join(f"{r['kernels']} x{r['threads']} {r['total']:.1f} ms" for r in rows[-len(timed) :])
+            )
 
     table = Table(title="one refinement step from the shipped prediction, ms (median)")
     for column in ("image", "threads", "kernels", *PHASES, "total", "speed-up", "2 vs 1 thread"):
