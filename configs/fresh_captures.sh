@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The shipped default against splatfacto's own start on captures nothing was chosen on, one command:
-#   configs/fresh_captures.sh CAPTURES_DIR
+#   configs/fresh_captures.sh CAPTURES_DIR [SPLIT]
 # CAPTURES_DIR holds the captures named in configs/real_split.txt (team-internal; never committed); this
-# preset judges its "fresh" split, added after every setting and checkpoint had been chosen. As
+# preset judges its split SPLIT (default "fresh"; "fresh2" was added later still), added after every
+# setting and checkpoint had been chosen, into results/SPLIT. As
 # configs/real_captures.sh: 240 px, 8 held-out views, 2,000 steps of `ns-train foresplat`'s refinement
 # from each start, refinement seeds $SEEDS (default 0 1). Inits: splatfacto's start, the default, and on
 # captures with SfM points the zero-step rule's checkpoint for that start (MetaGrad against the
@@ -13,9 +14,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/fresh_captures.sh CAPTURES_DIR}")
-OUT=results/fresh
+SPLIT=${2:-fresh}
+OUT=results/$SPLIT
 mkdir -p "$OUT"
-split_captures fresh > "$OUT/all.txt"
+split_captures "$SPLIT" > "$OUT/all.txt"
 with_sfm_points < "$OUT/all.txt" > "$OUT/sfm.txt"
 ZERO_STEP="zero-step:foresplat_ns/checkpoints/compact-vanilla-sfm.pt:sfm-union-else-best"
 

@@ -120,7 +120,7 @@ def main(config: DemoConfig) -> dict:
         "this one) the prediction of the checkpoint made for them, placed at their depth, together with splatfacto's "
         "start; elsewhere the prediction or splatfacto's random start, whichever renders better before any step "
         f"(docs/RESULTS.md says why); refined with splatfacto's learning rates times {refine.learning_rate_scale:g} at "
-        f"first, back to splatfacto's by step {refine.learning_rate_scale_steps}"
+        f"first, back to splatfacto's by step {refine.learning_rate_scale_steps} (the means' by the last step)"
     )
     CONSOLE.print(f"view it: ns-viewer --load-config {results[config.start]['config']}")
     return results

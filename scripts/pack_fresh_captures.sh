@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The five captures of configs/real_split.txt's "fresh" split (configs/fresh_captures.sh), packed from their
-# public git repositories at pinned commits, as docs/RESULTS.md measured them (checked bit for bit against
-# the step-0 PSNR of every start there):
+# The captures of configs/real_split.txt's "fresh" and "fresh2" splits (configs/fresh_captures.sh), packed
+# from their public git repositories at pinned commits, as docs/RESULTS.md measured them (the five "fresh"
+# ones checked bit for bit against the step-0 PSNR of every start there):
 #   scripts/pack_fresh_captures.sh DEST [MIRRORS]
 # MIRRORS: a folder of <owner>+<name>/repo git directories (default /work/.mirror, the team's mirrors).
 # Team-internal data (most sources state no licence): never commit DEST. Needs the project's venv (Pillow).
@@ -97,4 +97,60 @@ meta["frames"] = [f for f in meta["frames"] if os.path.isfile(os.path.join(root,
 json.dump(meta, open(sys.argv[2], "w"), indent=2)
 PY
 downscale "$TMP/fox/images" "$OUT/images_4" 4
+# images_from_frames FRAMES_BIN IMAGES_BIN: COLMAP >= 3.12 writes each image's pose into frames.bin (rig from
+# world) beside images.bin; where images.bin is absent (over the snapshot's size limit) and the model has one
+# rig of one camera (camera 1), every frame's pose is its image's, and the image of id k is frame_{k:04d}.jpg
+# (checked: each image's own SfM points' colours match it better than its neighbours'). Writes the classic
+# images.bin, with no 2D points (nothing here reads them).
+images_from_frames() {
+    "$PY" - "$@" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+count, offset, images = struct.unpack_from("<Q", data, 0)[0], 8, []
+for _ in range(count):
+    _frame, _rig = struct.unpack_from("<II", data, offset)
+    pose = struct.unpack_from("<7d", data, offset + 8)
+    (n_data,) = struct.unpack_from("<I", data, offset + 64)
+    offset += 68
+    for _ in range(n_data):
+        sensor_type, camera, image = struct.unpack_from("<iIQ", data, offset)
+        offset += 16
+        assert sensor_type == 0 and camera == 1, (sensor_type, camera)
+        images.append((image, pose))
+assert offset == len(data)
+with open(sys.argv[2], "wb") as out:
+    out.write(struct.pack("<Q", len(images)))
+    for image, pose in sorted(images):
+        out.write(struct.pack("<i7di", image, *pose, 1) + f"frame_{image:04d}.jpg".encode() + b"\0" + struct.pack("<Q", 0))
+PY
+}
+
+# "fresh2", added on 2026-12-07 (their repositories state no licence).
+# 6. pradyumnak_desk: a desk in a room, 70 video frames (1920x1080, SIMPLE_RADIAL), COLMAP 3.12 sparse/0
+#    (images.bin rebuilt from frames.bin), images_4
+R=$MIRRORS/Pradyumnak777+cv2-project-2/repo; C=a16030a4e454ae1c1f632cdf0798d28225f77a1f
+OUT=$HERE/pradyumnak_desk; rm -rf "$OUT"; mkdir -p "$OUT/sparse/0"
+for f in cameras points3D; do git -C "$R" show "$C:sparse/0/$f.bin" > "$OUT/sparse/0/$f.bin"; done
+git -C "$R" show "$C:sparse/0/frames.bin" > "$TMP/prad_frames.bin"
+images_from_frames "$TMP/prad_frames.bin" "$OUT/sparse/0/images.bin"
+extract "$R" "$C" images "$TMP/prad_images"
+downscale "$TMP/prad_images" "$OUT/images_4" 4
+
+# 7. pavan_corridor: a walk down a corridor, 195 phone video frames, the undistorted model dense/sparse
+#    (PINHOLE 1059x1883; images.bin rebuilt from frames.bin) as sparse/0, images_4 from dense/images
+R=$MIRRORS/PavanGavit+test/repo; C=cb0ad380d966f11a4b59c01812ed9fbdb17fa54c
+OUT=$HERE/pavan_corridor; rm -rf "$OUT"; mkdir -p "$OUT/sparse/0"
+for f in cameras points3D; do git -C "$R" show "$C:dense/sparse/$f.bin" > "$OUT/sparse/0/$f.bin"; done
+git -C "$R" show "$C:dense/sparse/frames.bin" > "$TMP/pavan_frames.bin"
+images_from_frames "$TMP/pavan_frames.bin" "$OUT/sparse/0/images.bin"
+extract "$R" "$C" dense/images "$TMP/pavan_images"
+downscale "$TMP/pavan_images" "$OUT/images_4" 4
+
+# 8. tensorf_figurine: a figurine shot all round, 80 phone photos (1080x1920), instant-ngp's colmap2nerf
+#    transforms.json (no SfM points), images_4
+R=$MIRRORS/5697526+NeRF-TensoRF/repo; C=a0b42d4b70c0a595748106c58cd2d8d0915b2bed
+OUT=$HERE/tensorf_figurine; rm -rf "$OUT"; mkdir -p "$OUT"
+git -C "$R" show "$C:TensoRF/data/transforms.json" > "$OUT/transforms.json"
+extract "$R" "$C" TensoRF/data/images "$TMP/tensorf_images"
+downscale "$TMP/tensorf_images" "$OUT/images_4" 4
 echo "rebuilt: $(ls -d "$HERE"/*/ | xargs -n1 basename | tr '\n' ' ')"
