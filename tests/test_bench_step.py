@@ -29,11 +29,11 @@ def test_configurations_are_timed_in_turn_and_threads_restored(tmp_path, monkeyp
 
     gaussians, views = prediction_workload(32, seed=3, folder=tmp_path)
     order = []
-    untimed = step_module.timed_step
+    original = step_module.timed_step
 
     def recording(refiner, view, timer):
         order.append((id(refiner), torch.get_num_threads()))
-        untimed(refiner, view, timer)
+        original(refiner, view, timer)
 
     monkeypatch.setattr(step_module, "timed_step", recording)
     threads = torch.get_num_threads()

@@ -177,9 +177,8 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
             timed = time_configurations(gaussians, views, configurations, config.steps, config.warmup, config.seed)
             for (kernels, threads), ms in zip(configurations, timed):
                 rows.append({"size": size, "threads": threads, "kernels": kernels, "gaussians": gaussians.num_gaussians, **ms})
-            console.print(
-                f"  done {size}x{size}: " + ", ".join(f"{r['kernels']} x{r['threads']} {r['total']:.1f} ms" for r in rows[-len(timed) :])
-            )
+            done = ", ".join(f"{kernels} x{threads} {ms['total']:.1f} ms" for (kernels, threads), ms in zip(configurations, timed))
+            console.print(f"  done {size}x{size}: {done}")
 
     table = Table(title="one refinement step from the shipped prediction, ms (median)")
     for column in ("image", "threads", "kernels", *PHASES, "total", "speed-up", "2 vs 1 thread"):
