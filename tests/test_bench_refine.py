@@ -106,7 +106,7 @@ def test_lanes_merge_and_a_long_run_gives_each_scene_its_plateau(small_corpus, t
     marked = json.loads((tmp_path / "lane-0" / "results.json").read_text())
     marked["runs"][f"{scenes[0].name}|random"]["psnr"][0] = 99.0  # a merged pair is taken, not refined again
     (tmp_path / "lane-0" / "results.json").write_text(json.dumps(marked))
-    summary = run("all.txt", "merged", merge_from=(tmp_path / "lane-0", tmp_path / "lane-1"), plateau_from=tmp_path / "lane-1")
+    summary = run("all.txt", "merged", merge_from=(tmp_path / "lane-0", tmp_path / "lane-1"), plateau_from=(tmp_path / "lane-1",))
     runs = json.loads((tmp_path / "merged" / "results.json").read_text())["runs"]
     assert len(runs) == 4 and runs[f"{scenes[0].name}|random"]["psnr"][0] == 99.0
     # the plateau is the reference's best in the long run (here lane-1's own run of scene 1)
@@ -161,7 +161,7 @@ def test_pool_pairs_runs_across_folders_with_the_headline_and_each_scenes_platea
     seed0 = _results(tmp_path / "seed0", {"a|ref": [1, 2, 3, 4], "a|new": [2, 5, 6, 7], "b|ref": [1, 1, 1, 2], "b|new": [1, 1, 2, 2]})
     seed1 = _results(tmp_path / "seed1", {"a|ref": [1, 3, 3, 5], "a|new": [2, 5, 5, 6], "b|ref": [1, 2, 2, 3], "b|new": [0, 3, 3, 3]})
     long = _results(tmp_path / "long", {"a|ref": [1, 4, 6, 5.5], "b|ref": [1, 2, 2.5, 2]})
-    summary = pool(PoolBenchConfig(runs=(seed0, seed1), reference="ref", plateau_from=long, output=tmp_path / "pooled"))
+    summary = pool(PoolBenchConfig(runs=(seed0, seed1), reference="ref", plateau_from=(long,), output=tmp_path / "pooled"))
     table = (tmp_path / "pooled" / "summary.md").read_text()
     # paired over the four runs, e.g. at step 10: 7-4, 2-2, 6-5, 3-3
     assert "| new | +0.25±0.48 (2/4) | +1.50±0.65 (3/4) | +1.75±0.48 (4/4) | +1.00±0.71 (2/4) |" in table
@@ -184,3 +184,28 @@ def test_pool_pairs_runs_across_folders_with_the_headline_and_each_scenes_platea
         pool(PoolBenchConfig(runs=(partial,), init=("new", "other"), reference="new"))
     with pytest.raises(FileNotFoundError, match="no results.json"):
         pool(PoolBenchConfig(runs=(tmp_path / "nowhere",), reference="ref"))
+
+
+def test_pool_names_folders_of_one_name_by_their_parents_and_reads_several_plateaus(tmp_path):
+    """Seeds of two splits (fresh/seed0, fresh2/seed0) pool as four runs, each split's plateau from its own
+    long run; a folder given twice and a corrupt results.json are refused with the folder named."""
+    from foresplat_ns.bench.pool import PoolBenchConfig
+    from foresplat_ns.bench.pool import main as pool
+
+    runs, plateaus = [], []
+    for split, offset in (("fresh", 0), ("fresh2", 10)):
+        for seed in range(2):
+            curves = {"a|ref": [1, 2, 3, 4 + seed], "a|new": [2, 3, 4, 5]}
+            runs.append(_results(tmp_path / split / f"seed{seed}", {f"{k.replace('a', split)}": v for k, v in curves.items()}))
+        plateaus.append(_results(tmp_path / split / "plateau", {f"{split}|ref": [1, 6 + offset, 5, 5]}))
+    summary = pool(PoolBenchConfig(runs=tuple(runs), reference="ref", plateau_from=tuple(plateaus)))
+    assert summary["plateaus"] == {
+        "fresh@fresh/seed0": 6, "fresh@fresh/seed1": 6, "fresh2@fresh2/seed0": 16, "fresh2@fresh2/seed1": 16,
+    }  # fmt: skip
+    # new - ref at the last step over the four runs: 5-4, 5-5, 5-4, 5-5
+    assert "| new | +1.00±0.00 (4/4) | +1.00±0.00 (4/4) | +1.00±0.00 (4/4) | +0.50±0.29 (2/4) |" in summary["markdown"]
+    with pytest.raises(ValueError, match="a folder is given twice"):
+        pool(PoolBenchConfig(runs=(runs[0], tmp_path / "fresh" / "." / "seed0"), reference="ref"))
+    (runs[1] / "results.json").write_text('{"runs": {')
+    with pytest.raises(ValueError, match="seed1: .*results.json is not valid JSON"):
+        pool(PoolBenchConfig(runs=tuple(runs), reference="ref"))

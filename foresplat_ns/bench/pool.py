@@ -1,20 +1,21 @@
 """`foresplat-bench pool`: one summary over several `foresplat-bench refine` outputs, e.g. one per --seed.
 
 A refinement seed is one more sample of the same comparison. Each folder's (scene, init) runs become the
-runs "scene@folder", and `refine`'s tables (means, paired differences, the paper's headline and, with
+runs "scene@folder" (the folder named by as much of its path as tells it from the others, e.g.
+fresh/seed0 and fresh2/seed0), and `refine`'s tables (means, paired differences, the paper's headline and, with
 --plateau-from, each init against the reference's plateau of that scene) are computed over all of them.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 
-from foresplat_ns.bench.refine import RefineBenchConfig, summarise
+from foresplat_ns.bench.refine import RefineBenchConfig, read_results, summarise
 
 SEPARATOR = "@"
 """Between a run's scene and its folder in the pooled names."""
@@ -28,25 +29,32 @@ class PoolBenchConfig:
     """Inits to summarise, in this order; none given: every init of the folders, in the order first met."""
     reference: str = "splatfacto"
     """Init the paired differences, the headline and the plateau are measured against."""
-    plateau_from: Optional[Path] = None
-    """Output folder of a long run of the reference: its best PSNR per scene is that scene's plateau."""
+    plateau_from: Tuple[Path, ...] = ()
+    """Output folders of long runs of the reference (e.g. one per split): its best PSNR per scene is that
+    scene's plateau."""
     output: Optional[Path] = None
     """Folder to write summary.md into; None: print only."""
 
 
+def run_names(folders: Tuple[Path, ...]) -> List[str]:
+    """Each folder's shortest trailing path that no other folder shares: seed0 and seed1, or fresh/seed0
+    and fresh2/seed0."""
+    parts = [Path(folder).resolve().parts for folder in folders]
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"--runs: a folder is given twice: {[str(folder) for folder in folders]}")
+    for depth in itertools.count(1):  # distinct paths: their whole paths at the latest
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+
+
 def pooled_runs(folders: Tuple[Path, ...]) -> Dict[str, Dict]:
     """{"scene@folder|init": record} over the folders' results.json files."""
-    names = [folder.name for folder in folders]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--runs: folder names must differ (they name the pooled runs): {names}")
     runs = {}
-    for folder in folders:
-        path = Path(folder) / "results.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"--runs {folder}: no results.json there (an output folder of foresplat-bench refine?)")
-        for key, record in json.loads(path.read_text())["runs"].items():
+    for folder, name in zip(folders, run_names(folders)):
+        for key, record in read_results(Path(folder), "--runs")["runs"].items():
             scene, label = key.split("|")
-            runs[f"{scene}{SEPARATOR}{folder.name}|{label}"] = record
+            runs[f"{scene}{SEPARATOR}{name}|{label}"] = record
     return runs
 
 

@@ -71,10 +71,11 @@ class RefineBenchConfig:
     target_psnr: Optional[float] = None
     """PSNR whose first crossing gives 'steps/seconds to target'; default: the reference's mean final PSNR."""
     max_scenes: Optional[int] = None
-    plateau_from: Optional[Path] = None
-    """Output folder of a long run of the reference init (e.g. splatfacto's start for 7,000 steps): its best
+    plateau_from: Tuple[Path, ...] = ()
+    """Output folders of long runs of the reference init (e.g. splatfacto's start for 7,000 steps): its best
     PSNR per scene is that scene's plateau, and the summary adds each init's steps to reach it and its best
-    against it (the paper's headline, measured directly)."""
+    against it (the paper's headline, measured directly). Several folders (e.g. one per split) are read as
+    one; a scene long-run in more than one gets its best over them."""
     merge_from: Tuple[Path, ...] = ()
     """Output folders of other runs (e.g. parallel lanes over parts of the scenes) whose finished pairs are
     taken as done, where they were made with the same settings."""
@@ -222,6 +223,17 @@ def run_pair(
     return record
 
 
+def read_results(folder: Path, flag: str) -> Dict:
+    """The results.json of a `foresplat-bench refine` output folder named by `flag`, or a clear error."""
+    path = folder / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {folder}: no results.json there (an output folder of foresplat-bench refine?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} {folder}: {path} is not valid JSON ({error}); rerun the bench into that folder") from None
+
+
 def _settings_key(config: RefineBenchConfig, inits: Dict[str, Optional[Path]]) -> str:
     """Results are reused only by a run with the same settings. The start rule is left out: it is one init's
     (`Init.identity`, checked per pair), and a file mixes inits of several rules."""
@@ -253,7 +265,7 @@ def main(config: RefineBenchConfig) -> Dict:
             raise ValueError(f"{results_path} holds results made with other settings; give another --output (or move that file away)")
         results = previous
     for folder in config.merge_from:
-        other = json.loads((Path(folder) / "results.json").read_text())
+        other = read_results(Path(folder), "--merge-from")
         if other.get("settings_key") != key:
             raise ValueError(f"--merge-from {folder}: its results were made with other settings")
         results["runs"].update({k: v for k, v in other["runs"].items() if k not in results["runs"]})
@@ -416,9 +428,12 @@ def summarise(
         lines.append(f"| {label} | {s if s is not None else '—'} | {f'{t:.1f}' if t is not None else '—'} | {speedup} |")
     lines += headline_table(by_scene, labels, ref, steps)
     plateaus = {}
-    if config.plateau_from is not None:
-        long_runs = json.loads((Path(config.plateau_from) / "results.json").read_text())["runs"]
-        plateaus = {s: max(long_runs[f"{capture_of(s)}|{ref}"]["psnr"]) for s in scene_names if f"{capture_of(s)}|{ref}" in long_runs}
+    if config.plateau_from:
+        best: Dict[str, float] = {}
+        for folder in config.plateau_from:
+            for key, record in read_results(Path(folder), "--plateau-from")["runs"].items():
+                best[key] = max(best.get(key, -math.inf), max(record["psnr"]))
+        plateaus = {s: best[f"{capture_of(s)}|{ref}"] for s in scene_names if f"{capture_of(s)}|{ref}" in best}
         lines += plateau_table(by_scene, labels, plateaus, ref, config.max_steps)
     return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target, "plateaus": plateaus}
 
