@@ -163,6 +163,7 @@ def test_pool_pairs_runs_across_folders_with_the_headline_and_each_scenes_platea
     long = _results(tmp_path / "long", {"a|ref": [1, 4, 6, 5.5], "b|ref": [1, 2, 2.5, 2]})
     summary = pool(PoolBenchConfig(runs=(seed0, seed1), reference="ref", plateau_from=(long,), output=tmp_path / "pooled"))
     table = (tmp_path / "pooled" / "summary.md").read_text()
+    assert all((tmp_path / "pooled" / name).stat().st_size > 0 for name in ("psnr_vs_steps.png", "psnr_vs_steps_per_scene.png"))
     # paired over the four runs, e.g. at step 10: 7-4, 2-2, 6-5, 3-3
     assert "| new | +0.25±0.48 (2/4) | +1.50±0.65 (3/4) | +1.75±0.48 (4/4) | +1.00±0.71 (2/4) |" in table
     # the headline: new at step 1 against ref at step 10: 5-4, 1-2, 5-5, 3-3 (met where >= 0)

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 
-from foresplat_ns.bench.refine import RefineBenchConfig, read_results, summarise
+from foresplat_ns.bench.refine import RefineBenchConfig, plot, read_results, summarise
 
 SEPARATOR = "@"
 """Between a run's scene and its folder in the pooled names."""
@@ -33,7 +33,7 @@ class PoolBenchConfig:
     """Output folders of long runs of the reference (e.g. one per split): its best PSNR per scene is that
     scene's plateau."""
     output: Optional[Path] = None
-    """Folder to write summary.md into; None: print only."""
+    """Folder to write summary.md and the plots (`refine`'s, over the pooled runs) into; None: print only."""
 
 
 def run_names(folders: Tuple[Path, ...]) -> List[str]:
@@ -79,4 +79,5 @@ def main(config: PoolBenchConfig) -> Dict:
     if config.output is not None:
         config.output.mkdir(parents=True, exist_ok=True)
         (config.output / "summary.md").write_text(summary["markdown"])
+        plot(runs, labels, summary["scenes"], config.output)
     return summary

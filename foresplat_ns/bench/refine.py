@@ -435,7 +435,7 @@ def summarise(
                 best[key] = max(best.get(key, -math.inf), max(record["psnr"]))
         plateaus = {s: best[f"{capture_of(s)}|{ref}"] for s in scene_names if f"{capture_of(s)}|{ref}" in best}
         lines += plateau_table(by_scene, labels, plateaus, ref, config.max_steps)
-    return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target, "plateaus": plateaus}
+    return {"markdown": "\n".join(lines) + "\n", "mean_psnr": table, "target": target, "plateaus": plateaus, "scenes": scene_names}
 
 
 def headline_table(by_scene: Dict, labels: List[str], ref: str, steps: List[int]) -> List[str]:
