@@ -20,8 +20,9 @@ PLATEAU_STEPS=${PLATEAU_STEPS:-5000}
 PLATEAU_SCHEDULE=(--max-steps "$PLATEAU_STEPS" --refine.max-steps "$PLATEAU_STEPS"
     --refine.stop-split-at $((PLATEAU_STEPS * 3 / 4)) --refine.stop-screen-size-at "$PLATEAU_STEPS")
 
-# The real-capture benchmark: `ns-train foresplat`'s refinement at 240 px on the long side, 8 held-out views.
-bench() { $BIN/foresplat-bench refine --max-image-side 240 --max-eval-views 8 "$@"; }
+# The real-capture benchmark: `ns-train foresplat`'s refinement at MAX_IMAGE_SIDE px on the long side (default
+# 240), 8 held-out views.
+bench() { $BIN/foresplat-bench refine --max-image-side "${MAX_IMAGE_SIDE:-240}" --max-eval-views 8 "$@"; }
 
 # Runs `bench` over the scenes listed in $1 in two lanes (alternate scenes, one per core), then merges
 # them into $2; the remaining arguments go to every call.
