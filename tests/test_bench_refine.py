@@ -61,13 +61,17 @@ def test_a_label_given_other_weights_is_refined_again(small_corpus, tmp_path):
     assert other["psnr"][0] != 99.0 and other["init"] != first["init"]
 
 
-def test_results_made_with_other_settings_are_refused_not_overwritten(small_corpus, tmp_path):
+def test_results_made_with_other_settings_or_truncated_are_refused_not_overwritten(small_corpus, tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"settings_key": "someone-else", "runs": {"a|b": {"psnr": [1.0]}}}))
     before = path.read_text()
     with pytest.raises(ValueError, match="results.json holds results made with other settings"):
         main(RefineBenchConfig(scenes=small_corpus, init=("random",), output=tmp_path, max_steps=1, max_scenes=1))
     assert path.read_text() == before
+    path.write_text(before[:20])  # a truncated file: named, and left for the user to look at
+    with pytest.raises(ValueError, match=f"--output {tmp_path}: .*results.json is not valid JSON"):
+        main(RefineBenchConfig(scenes=small_corpus, init=("random",), output=tmp_path, max_steps=1, max_scenes=1))
+    assert path.read_text() == before[:20]
 
 
 def test_a_pair_does_not_depend_on_what_ran_before_it(small_corpus):

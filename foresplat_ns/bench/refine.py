@@ -260,7 +260,7 @@ def main(config: RefineBenchConfig) -> Dict:
     key = _settings_key(config, inits)
     results = {"settings_key": key, "runs": {}}
     if results_path.is_file():
-        previous = json.loads(results_path.read_text())
+        previous = read_results(config.output, "--output")
         if previous.get("settings_key") != key:
             raise ValueError(f"{results_path} holds results made with other settings; give another --output (or move that file away)")
         results = previous
