@@ -16,7 +16,7 @@ from foresplat_ns.refine import RefineConfig
 from foresplat_ns.start import StartConfig
 
 
-def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
+def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path, capsys):
     config = RefineBenchConfig(
         scenes=small_corpus, init=("random", "pointcloud"), output=tmp_path, max_steps=5, start=StartConfig(num_context_views=2),
         random_gaussians=500, reference="random", max_scenes=2, refine=RefineConfig(),
@@ -30,6 +30,11 @@ def test_pairs_are_written_reused_and_summarised(small_corpus, tmp_path):
     for name in ("psnr_vs_steps.png", "psnr_vs_seconds.png", "psnr_vs_steps_per_scene.png"):
         assert matplotlib.image.imread(tmp_path / name).shape[0] > 100
     assert set(summary["mean_psnr"]) == {"random", "pointcloud"}
+    # a line per evaluation, with that evaluation's own numbers (a long pair is followed in a log file)
+    printed = capsys.readouterr().out
+    for key, run in runs.items():
+        scene, label = key.split("|")
+        assert f"{scene} / {label}: step 5, PSNR {run['psnr'][-1]:.2f} dB, {run['num_gaussians'][-1]:,} Gaussians" in printed
     # a second call with the same settings refines nothing again: a stale record would be kept as is
     marker = next(iter(runs))
     runs[marker]["psnr"][0] = 99.0

@@ -188,8 +188,12 @@ def run_pair(
     schedule: List[int],
     lpips=None,
     start: str = "prediction",
+    on_step: Optional[Callable[[int, Optional[Dict]], None]] = None,
 ) -> Dict:
-    """Refine one scene from one initialisation with `refine`; metrics at every scheduled step."""
+    """Refine one scene from one initialisation with `refine`; metrics at every scheduled step.
+
+    `on_step(step, metrics)` is called before each step and after the last, with that step's metrics where
+    it was evaluated (else None): a 5,000-step pair runs for an hour, and the caller shows how it goes."""
     # gsplat's densification draws from the global RNG: seeded here, a pair's result does not depend on
     # what ran before it in the process (other pairs, other inits' construction).
     torch.manual_seed(config.seed)
@@ -209,12 +213,14 @@ def run_pair(
         record["lpips"] = []
     elapsed = start_seconds
     for step in range(config.max_steps + 1):
+        metrics = None
         if step in schedule:
-            for metric, value in refiner.evaluate(evaluation, lpips).items():
+            metrics = {**refiner.evaluate(evaluation, lpips), "seconds": elapsed, "num_gaussians": refiner.gaussians.num_gaussians}
+            for metric, value in metrics.items():
                 record[metric].append(value)
             record["steps"].append(step)
-            record["seconds"].append(elapsed)
-            record["num_gaussians"].append(refiner.gaussians.num_gaussians)
+        if on_step is not None:
+            on_step(step, metrics)
         if step == config.max_steps:
             break
         tick = time.perf_counter()
@@ -285,9 +291,20 @@ def main(config: RefineBenchConfig) -> Dict:
     backbones: Dict[Tuple[str, Optional[Path]], Optional[Backbone]] = {}  # per init and weights file, built once
     with Progress(*columns, console=CONSOLE) as progress:
         task = progress.add_task("refining", total=len(todo))
+        steps_task = progress.add_task("steps", total=config.max_steps)
         loaded = {}
         for scene_path, label in todo:
             progress.update(task, description=f"{scene_path.name} / {label}")
+            progress.reset(steps_task)
+
+            def on_step(step: int, metrics: Optional[Dict], pair: str = f"{scene_path.name} / {label}") -> None:
+                progress.update(steps_task, completed=step)
+                if metrics is not None:  # a line per evaluation: in a log file the bars show only at the end
+                    progress.console.print(
+                        f"  {pair}: step {step}, PSNR {metrics['psnr']:.2f} dB, "
+                        f"{metrics['num_gaussians']:,} Gaussians, {metrics['seconds']:.0f} s"
+                    )
+
             if scene_path not in loaded:
                 loaded = {scene_path: load_scene(scene_path, max_image_side=config.max_image_side)}
             train, held_out = loaded[scene_path]
@@ -301,7 +318,7 @@ def main(config: RefineBenchConfig) -> Dict:
                 key = (label, init.checkpoint_for(sees))
                 if key not in backbones:
                     backbones[key] = build_initialiser(init, config, sees)
-                record = run_pair(train, held_out, backbones[key], config, config.refinement_of(init), schedule, lpips, init.start)
+                record = run_pair(train, held_out, backbones[key], config, config.refinement_of(init), schedule, lpips, init.start, on_step)
             record["init"] = identities[label]
             results["runs"][f"{scene_path.name}|{label}"] = record
             write_json_atomic(results_path, results, indent=1)
