@@ -16,6 +16,7 @@ from test_render import make_scene, render_and_grads
 import foresplat_ns.render.rasterize as rasterize_module
 from foresplat_ns.render.composite import composite_blocks
 from foresplat_ns.render.composite_kernel import composite_compiled
+from foresplat_ns.render.numba_config import interleaved, runs_per_thread
 from foresplat_ns.render.rasterize import rasterize_on_cpu, use_cpu_kernels
 from foresplat_ns.render.tiles import build_tile_layout
 
@@ -148,12 +149,32 @@ def test_kernels_are_compiled_for_the_hosts_widest_vectors():
 
 
 def test_kernel_threads_follow_torch_and_leave_its_setting_alone():
-    scene = projected_scene(8, 1, 100, 32, 32)
+    """The blocks are dealt to the threads interleaved (`numba_config.interleaved`): with an odd number of
+    blocks each is still composited exactly once, and 2 threads give 1 thread's images and gradients bit for bit."""
+    width, height = 40, 24  # 5 x 3 blocks of 8 pixels
+    scene = projected_scene(8, 1, 100, width, height)
+    ref_image, _, reference = composite_with_grads(composite_blocks, scene, width, height)
+    results = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        image, _, _ = composite_with_grads(composite_compiled, scene, 32, 32)
+        results[threads] = composite_with_grads(composite_compiled, scene, width, height)
         assert torch.get_num_threads() == threads
-        torch.testing.assert_close(image, composite_with_grads(composite_blocks, scene, 32, 32)[0], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(results[2][0], ref_image, rtol=1e-9, atol=1e-10)
+    assert torch.equal(results[1][0], results[2][0]) and torch.equal(results[1][1], results[2][1])
+    for name, grad in results[2][2].items():
+        assert torch.equal(grad, results[1][2][name]), f"d/d{name} differs between 1 and 2 threads"
+        torch.testing.assert_close(grad, reference[name], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("items, threads, group", [(15, 2, 5), (64, 2, 16), (7, 3, 2), (5, 1, 4), (3, 4, 1)])
+def test_interleaving_covers_every_item_once_and_deals_groups_in_turn(items, threads, group):
+    per_thread = runs_per_thread(items, threads, group)
+    dealt = [[interleaved(i, per_thread, threads, group) for i in range(t * per_thread, (t + 1) * per_thread)] for t in range(threads)]
+    kept = [[item for item in run if item < items] for run in dealt]
+    assert sorted(sum(kept, [])) == list(range(items))
+    for thread, run in enumerate(kept):
+        assert all((item // group) % threads == thread for item in run)  # group g goes to thread g mod threads
+        assert run == sorted(run)  # each thread walks its items in order
 
 
 def test_use_cpu_kernels_switches_and_restores():

@@ -4,7 +4,7 @@ A block's pixels (8x8 by default) are walked together down the block's depth-sor
 back, as gsplat's warps do: per list entry one pass over the block's pixels, written without branches
 so that LLVM vectorises it, each pixel carrying its transmittance and whether it still composites.
 A pixel stops before the first entry that would take T to 1e-4 or below, and the block stops once all
-its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses).
+its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses), rows of blocks dealt to the threads in turn.
 
 The forward saves per pixel the colour before the background, the final transmittance and how many
 list entries it walked, and per entry whether it composited at some pixel; the backward walks the same
@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import VECTORISING_FASTMATH, kernels_by_dtype, launch
+from .numba_config import VECTORISING_FASTMATH, interleaved, kernel_threads, kernels_by_dtype, launch, runs_per_thread
 from .tiles import MIN_ALPHA, TileLayout
 
 _BLOCKS_PER_TASK = 4
-"""Blocks a thread takes at a time: lists differ in length, so threads take blocks as they free up."""
+"""Blocks per chunk of the kernels' prange. Which thread takes which block is `_shares`' interleaving: lists
+differ in length across the image, and the OpenMP layer splits a loop statically."""
 
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
@@ -99,8 +100,13 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
         return camera, x0, y0, px, py, inside
 
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
-    def forward(table, colors, ids, starts, counts, blocks_x, blocks_y, width, height, colour, final_t, used, touched):
-        for block in numba.prange(counts.shape[0]):
+    def forward(
+        table, colors, ids, starts, counts, blocks_x, blocks_y, width, height, colour, final_t, used, touched, per_thread, threads, group
+    ):
+        for i in numba.prange(per_thread * threads):
+            block = interleaved(i, per_thread, threads, group)
+            if block >= counts.shape[0]:
+                continue
             camera, x0, y0, px, py, running = block_pixels(block, blocks_x, blocks_y, width, height)
             t = np.ones(pixels, F)
             walked = np.zeros(pixels, F)
@@ -139,9 +145,12 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath=VECTORISING_FASTMATH, error_model="numpy")
     def backward(
         table, colors, ids, starts, counts, blocks_x, blocks_y, width, height,
-        colour, final_t, used, touched, grad_render, grad_alpha, backgrounds, grads,
+        colour, final_t, used, touched, grad_render, grad_alpha, backgrounds, grads, per_thread, threads, group,
     ):  # fmt: skip
-        for block in numba.prange(counts.shape[0]):
+        for i in numba.prange(per_thread * threads):
+            block = interleaved(i, per_thread, threads, group)
+            if block >= counts.shape[0]:
+                continue
             camera, x0, y0, px, py, inside = block_pixels(block, blocks_x, blocks_y, width, height)
             # per pixel: dL/dcolour, how many entries it walked, and `beyond`: the light of every entry plus
             # T_final dL/dT_final (dL/dT_final = dL/dcolour . background - dL/drender_alpha), which loses
@@ -243,6 +252,13 @@ def _lists(layout: TileLayout, width: int, height: int) -> tuple:
     return ids, starts, counts, layout.blocks_x, layout.blocks_y, width, height
 
 
+def _shares(layout: TileLayout) -> Tuple[int, int, int]:
+    """The kernels' (per_thread, threads, group): rows of blocks dealt to the threads in turn (`interleaved`).
+    Whole rows keep a thread's consecutive blocks side by side; groups of 4 blocks were slower on real captures."""
+    threads = kernel_threads()
+    return runs_per_thread(layout.n_blocks, threads, layout.blocks_x), threads, layout.blocks_x
+
+
 class CompiledComposite(torch.autograd.Function):
     """(means2d, conics, opacities, colors, backgrounds) -> (render [C,H,W,D], alpha [C,H,W,1]), as
     `composite.BlockComposite` computes them, with the loops compiled by numba."""
@@ -269,7 +285,7 @@ class CompiledComposite(torch.autograd.Function):
         tables = _tables(means2d, conics, opacities, colors)
         launch(
             forward, *tables, *_lists(layout, width, height), colour.numpy(), final_t.numpy(), used.numpy(), touched,
-            chunk=_BLOCKS_PER_TASK,
+            *_shares(layout), chunk=_BLOCKS_PER_TASK,
         )  # fmt: skip
         remaining = final_t[..., None]
         render = colour if backgrounds is None else colour + remaining * backgrounds[:, None, None, :]
@@ -290,7 +306,7 @@ class CompiledComposite(torch.autograd.Function):
         launch(
             backward, *ctx.tables, *_lists(layout, ctx.width, ctx.height), colour.numpy(),
             final_t.numpy(), used.numpy(), ctx.touched, _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
-            _array(background_rows, dtype), grads.numpy(), chunk=_BLOCKS_PER_TASK,
+            _array(background_rows, dtype), grads.numpy(), *_shares(layout), chunk=_BLOCKS_PER_TASK,
         )  # fmt: skip
         per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
         _add_rows(layout.ids.numpy(), grads.numpy(), per_gaussian.numpy())

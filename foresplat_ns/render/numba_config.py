@@ -52,15 +52,42 @@ _LAUNCH = threading.Lock()
 threads (e.g. nerfstudio's viewer beside training) take turns."""
 
 
+def kernel_threads() -> int:
+    """The threads `launch` runs a kernel on: as many as torch uses (the presets set OMP_NUM_THREADS=1 for
+    both), at most numba's pool."""
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 def launch(kernel: Callable, *args, chunk: int) -> None:
-    """Run a kernel on as many threads as torch uses (the presets set OMP_NUM_THREADS=1 for both), its
-    prange handing out `chunk` iterations at a time."""
+    """Run a kernel on `kernel_threads()` threads, its prange cut into `chunk` iterations at a time.
+
+    The OpenMP layer deals those chunks out statically, one contiguous run per thread: a kernel whose
+    iterations differ in cost along the loop spreads them with `interleaved`."""
     threads = torch.get_num_threads()
     with _LAUNCH, numba.parallel_chunksize(chunk):
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(kernel_threads())
         kernel(*args)
     if torch.get_num_threads() != threads:  # the OpenMP layer's start set the shared runtime to all CPUs
         torch.set_num_threads(threads)
+
+
+def runs_per_thread(items: int, threads: int, group: int) -> int:
+    """Iterations per thread of `interleaved`'s loop: range(runs_per_thread(...) * threads) covers every item."""
+    groups = -(-items // group)
+    return -(-groups // threads) * group
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def interleaved(i, per_thread, threads, group):
+    """The item that iteration i of range(per_thread * threads) works on (past the last item: skip it).
+
+    The static split gives the t-th thread iterations [t * per_thread, (t + 1) * per_thread), and this maps
+    them to groups t, t + threads, t + 2 threads, ... of `group` consecutive items. Items whose cost varies
+    smoothly along the loop (a block's list length down the image) are then shared evenly, while a thread
+    still walks neighbouring items in turn (they share Gaussians in cache). In plain order the top half of
+    an image went to one thread and the bottom half to the other."""
+    thread, k = i // per_thread, i % per_thread
+    return ((k // group) * threads + thread) * group + k % group
 
 
 def kernels_by_dtype(compile: Callable) -> Callable:
