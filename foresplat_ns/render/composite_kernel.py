@@ -4,7 +4,8 @@ A block's pixels (8x8 by default) are walked together down the block's depth-sor
 back, as gsplat's warps do: per list entry one pass over the block's pixels, written without branches
 so that LLVM vectorises it, each pixel carrying its transmittance and whether it still composites.
 A pixel stops before the first entry that would take T to 1e-4 or below, and the block stops once all
-its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses), rows of blocks dealt to the threads in turn.
+its pixels have. Blocks run in parallel (numba prange, as many threads as torch uses), rows of blocks
+dealt to the threads in turn.
 
 The forward saves per pixel the colour before the background, the final transmittance and how many
 list entries it walked, and per entry whether it composited at some pixel; the backward walks the same
