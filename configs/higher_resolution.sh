@@ -4,9 +4,8 @@
 #   configs/higher_resolution.sh CAPTURES_DIR FRESH_CAPTURES_DIR
 # CAPTURES_DIR: the held-out captures of configs/real_split.txt (yhuoyuh_db and mouse_colmap, with SfM
 # points); FRESH_CAPTURES_DIR: scripts/pack_fresh_captures.sh's folder, all eight captures added after every
-# choice (the first four added here were tensorf_figurine and pradyumnak_desk; mamechun_room, the slowest by
-# far at this size, comes last). 2,000 steps, refinement seed 0, one capture per core; resumable. Into
-# results/res480.
+# choice (mamechun_room, by far the slowest at this size, last). 2,000 steps, refinement seed 0, one capture
+# per core; resumable. Into results/res480.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CAPTURES=$(realpath "${1:?usage: configs/higher_resolution.sh CAPTURES_DIR FRESH_CAPTURES_DIR}")
