@@ -56,6 +56,20 @@ def intrinsics_matrix(fx: Tensor, fy: Tensor, cx: Tensor, cy: Tensor) -> Tensor:
     return torch.stack(rows, dim=-2)
 
 
+def shrunk_size(size: Tuple[int, int], max_side: int) -> Tuple[int, int]:
+    """(H, W) scaled so the longer side is at most `max_side` (never enlarged, at least 1 pixel)."""
+    scale = min(1.0, max_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def scaled_intrinsics(intrinsics: Tensor, size: Tuple[int, int], new_size: Tuple[int, int]) -> Tensor:
+    """Intrinsics [..., 3, 3] of images resampled from `size` to `new_size` (H, W)."""
+    scaled = intrinsics.clone()
+    scaled[..., 0, :] *= new_size[1] / size[1]
+    scaled[..., 1, :] *= new_size[0] / size[0]
+    return scaled
+
+
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> Tensor:
     """Pixel centres [H,W,2] as (x+0.5, y+0.5), the rasteriser's sampling positions."""
     ys, xs = torch.meshgrid(

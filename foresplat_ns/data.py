@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from foresplat_ns.backbones.base import ContextViews
-from foresplat_ns.cameras import viewmats_from_camtoworlds
+from foresplat_ns.cameras import scaled_intrinsics, shrunk_size, viewmats_from_camtoworlds
 from foresplat_ns.refine import View
 
 
@@ -79,13 +79,10 @@ class SceneViews:
         intrinsics scaled with it; depth maps are dropped (they would need their own resampling)."""
         images, intrinsics = [], self.intrinsics.clone()
         for i, image in enumerate(self.images):
-            h, w = image.shape[:2]
-            scale = min(1.0, max_side / max(h, w))
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            if size != (h, w):
+            size = shrunk_size(tuple(image.shape[:2]), max_side)
+            if size != tuple(image.shape[:2]):
+                intrinsics[i] = scaled_intrinsics(intrinsics[i], tuple(image.shape[:2]), size)
                 image = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
-                intrinsics[i, 0] *= size[1] / w
-                intrinsics[i, 1] *= size[0] / h
             images.append(image)
         return SceneViews(self.name, stack_if_one_size(images), intrinsics, self.camtoworlds, self.filenames, None, self.points)
 

@@ -47,6 +47,10 @@ class StartConfig:
     judged on held-out ones (docs/RESULTS.md)."""
     num_context_views: int = 4
     """Training views (evenly chosen) the backbone sees."""
+    context_max_side: Optional[int] = None
+    """The backbone sees its context views shrunk so their longer side is at most this; None: the size the
+    backbone predicts best from (`Backbone.preferred_context_side`: 240 px for the compact one; AnySplat and
+    Pi3X take the views as they are and resize them to their own input size)."""
     backbone_sees_sfm_points: bool = True
     """Hand the capture's SfM points to the backbone with its context views: the compact backbone then
     places its Gaussians at the depth the points give (backbones/sfm_depth.py), not its plane sweep's.
@@ -69,6 +73,10 @@ class StartConfig:
     """Side of the cube splatfacto's random start fills (splatfacto's; ns-train foresplat takes
     --pipeline.model.random-scale)."""
     seed: int = 0
+
+    def context_side_for(self, backbone: Backbone) -> Optional[int]:
+        """The longest side `backbone` sees its context views at (None: as they are)."""
+        return self.context_max_side or backbone.preferred_context_side
 
     def backbone_sees_points_of(self, scene: SceneViews) -> bool:
         """Whether the backbone gets `scene`'s SfM points (and so the shipped checkpoint made for them)."""
@@ -143,6 +151,8 @@ def initial_gaussians(
         if backbone is None:
             raise ValueError(f"the '{start}' start needs a backbone")
         context = scene.context(scene.context_indices(config.num_context_views), with_points=config.backbone_sees_sfm_points)
+        max_side = config.context_side_for(backbone)
+        context = context if max_side is None else context.shrunk(max_side)
         predicted = backbone.eval()(context)[0]
         predicted.validate(f"the '{backbone.config.name}' backbone's prediction for {scene.name}")
         generator = torch.Generator().manual_seed(config.seed)

@@ -197,6 +197,20 @@ def test_resized_scene_scales_the_intrinsics_with_the_images(small_scene):
     torch.testing.assert_close(project(train.points[0], small), project(train.points[0], train) / 2)
 
 
+def test_context_views_shrink_to_max_side_with_their_intrinsics_and_depths(small_scene):
+    """A backbone's context at most `max_side` px: images area-averaged, intrinsics scaled so every point
+    projects to the same place in the smaller image, depth maps resampled; views already small are untouched."""
+    train, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True))
+    full = train.context(train.context_indices(4))
+    small = full.shrunk(24)
+    assert small.images.shape == (1, 4, 24, 24, 3) and small.depths.shape == (1, 4, 24, 24)
+    torch.testing.assert_close(small.images[0], torch.nn.functional.avg_pool2d(full.images[0].permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1))
+    torch.testing.assert_close(small.depths[0], full.depths[0, :, ::2, ::2])
+    at = lambda views: type(train)(train.name, views.images[0], views.intrinsics[0], views.camtoworlds[0], [])  # noqa: E731
+    torch.testing.assert_close(project(train.points[0], at(small)), project(train.points[0], at(full)) / 2)
+    assert full.shrunk(48) is full
+
+
 def test_unknown_camera_model_is_named(small_scene, tmp_path):
     scene = tmp_path / "model"
     shutil.copytree(small_scene, scene)

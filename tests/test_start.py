@@ -15,6 +15,7 @@ from foresplat_ns.backbones import BackboneSelection, build_backbone, shipped_ch
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
+from foresplat_ns.cameras import scaled_intrinsics
 from foresplat_ns.data import load_scene
 from foresplat_ns.gaussians import Gaussians, union
 from foresplat_ns.refine import RefineConfig
@@ -87,6 +88,45 @@ def test_auto_keeps_the_candidate_with_the_lowest_zero_step_loss(scene):
     chosen = initial_gaussians(scene, good, StartConfig(start="auto", num_context_views=4), refine)
     assert chosen.name in ("prediction", "union")
     assert chosen.probe_losses[chosen.name] < chosen.probe_losses["splatfacto"]
+
+
+def test_the_backbone_predicts_from_context_views_shrunk_to_context_max_side(scene):
+    """context_max_side 24 on a 48 px capture: the depth backbone gets 24 px views (a quarter of the
+    Gaussians) and, its intrinsics scaled with them, still places them on the scene: each lies as close to a
+    full-size one as those lie to each other (with unscaled intrinsics: 4x farther)."""
+    depth = build_backbone(BackboneSelection(name="pointcloud", pointcloud=PointCloudInitConfig(source="depth")))
+    assert depth.preferred_context_side is None
+    starts = {
+        side: initial_gaussians(
+            scene, depth, StartConfig(start="prediction", num_context_views=2, context_max_side=side), RefineConfig()
+        ).gaussians
+        for side in (None, 24)
+    }
+    assert starts[24].num_gaussians * 4 == starts[None].num_gaussians
+    full = starts[None].means
+    spacing = (torch.cdist(full, full) + torch.eye(len(full)) * 1e9).min(1).values.median()
+    assert torch.cdist(starts[24].means, full).min(1).values.median() < 1.5 * spacing
+
+
+def test_the_compact_backbone_sees_large_captures_at_its_preferred_size(scene):
+    """The shipped compact backbone predicts a 288 px capture from 240 px context views by default (one
+    Gaussian per 2x2 block of those), from the views as they are when context_max_side says so."""
+    large = type(scene)(
+        scene.name,
+        torch.nn.functional.interpolate(scene.images.permute(0, 3, 1, 2), size=(288, 288), mode="bilinear").permute(0, 2, 3, 1),
+        scaled_intrinsics(scene.intrinsics, (48, 48), (288, 288)),
+        scene.camtoworlds,
+        scene.filenames,
+    )
+    compact = build_backbone(BackboneSelection())
+    assert compact.preferred_context_side == 240
+    counts = {
+        side: initial_gaussians(
+            large, compact, StartConfig(start="prediction", context_max_side=side), RefineConfig()
+        ).gaussians.num_gaussians
+        for side in (None, 288)
+    }
+    assert counts == {None: 4 * 120 * 120, 288: 4 * 144 * 144}
 
 
 def test_each_start_is_what_it_says(scene):

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foresplat_ns.atomic import torch_save_atomic
+from foresplat_ns.cameras import scaled_intrinsics, shrunk_size
 from foresplat_ns.gaussians import Gaussians
 
 CHECKPOINT_FORMAT = "foresplat-backbone"
@@ -46,6 +48,24 @@ class ContextViews:
     @property
     def num_views(self) -> int:
         return self.images.shape[1]
+
+    def shrunk(self, max_side: int) -> "ContextViews":
+        """The views shrunk (area-averaged) so their longer side is at most `max_side`, intrinsics scaled with
+        them and depth maps resampled (nearest); views already that small are returned as they are."""
+        size = tuple(self.images.shape[2:4])
+        new_size = shrunk_size(size, max_side)
+        if new_size == size:
+            return self
+        b, v = self.images.shape[:2]
+        images = F.interpolate(self.images.flatten(0, 1).permute(0, 3, 1, 2), size=new_size, mode="area")
+        depths = None if self.depths is None else F.interpolate(self.depths.flatten(0, 1)[:, None], size=new_size, mode="nearest")
+        return ContextViews(
+            images=images.permute(0, 2, 3, 1).reshape(b, v, *new_size, -1),
+            intrinsics=scaled_intrinsics(self.intrinsics, size, new_size),
+            camtoworlds=self.camtoworlds,
+            depths=None if depths is None else depths.reshape(b, v, *new_size),
+            points=self.points,
+        )
 
     def validate(self, source: str = "context views") -> None:
         """Raise a ValueError naming `source` when a shape or value is wrong."""
@@ -88,6 +108,9 @@ class Backbone(nn.Module):
     """Predicts Gaussians from context views. Subclasses implement `forward` and `head_parameter_names`."""
 
     config: BackboneConfig
+    preferred_context_side: ClassVar[Optional[int]] = None
+    """The longest image side this backbone predicts best from (`ns-train foresplat` shrinks larger context
+    views to it); None: views as they are (it resizes them itself, or works at any size)."""
 
     def forward(self, context: ContextViews) -> Gaussians:  # pragma: no cover - interface
         """Gaussians with a leading batch dim [B,N,...], differentiable w.r.t. the backbone weights."""

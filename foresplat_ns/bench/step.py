@@ -95,7 +95,8 @@ def timed_step(refiner, view, timer: PhaseTimer) -> None:
 def prediction_workload(size: int, seed: int, folder: Path):
     """The shipped compact backbone's prediction on a generated `size`² scene and the scene's training views.
 
-    The backbone predicts from images and cameras alone, as in every timing in docs/RESULTS.md. At the SfM
+    The backbone predicts from images and cameras alone, at the scene's size, as in every timing in
+    docs/RESULTS.md. At the SfM
     points' depth, blocks filled from one neighbour share a depth exactly, and two correct rasterisers whose
     projections differ by an ulp composite such ties in different orders: their colours then differ by ~1%
     (measured: 9e-3 mean, back to 4e-8 with 1e-4 relative jitter on the means), which would hide a real
@@ -111,7 +112,7 @@ def prediction_workload(size: int, seed: int, folder: Path):
         generate_scene(SceneConfig(seed=seed, resolution=size), scene, overwrite=True)
     train, _ = load_scene(scene)
     backbone, _ = load_backbone(shipped_checkpoint("compact"))
-    config = StartConfig(seed=seed, backbone_sees_sfm_points=False)
+    config = StartConfig(seed=seed, backbone_sees_sfm_points=False, context_max_side=size)
     start = initial_gaussians(train, backbone, config, RefineConfig(), start="prediction")
     return start.gaussians, train.views()
 

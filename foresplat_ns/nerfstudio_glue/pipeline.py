@@ -89,10 +89,11 @@ class ForeSplatPipeline(VanillaPipeline):
             if start.backbone_sees_points_of(scene):
                 with_points = f" and the capture's {scene.points[0].shape[0]} SfM points"
             weights = getattr(backbone, "checkpoint_path", None)
+            side = start.context_side_for(backbone)
             CONSOLE.log(
                 f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone"
                 f"{f' ({weights})' if weights else ''} from {min(start.num_context_views, len(scene))} of {len(scene)} "
-                f"training views{with_points}"
+                f"training views{f' (at most {side} px)' if side else ''}{with_points}"
             )
         # The model's splatfacto fields are RefineConfig's (method_configs derives one from the other).
         refine = RefineConfig(**{name: getattr(model, name) for name in RefineConfig().splatfacto_fields()})
