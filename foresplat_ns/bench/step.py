@@ -96,11 +96,10 @@ def prediction_workload(size: int, seed: int, folder: Path):
     """The shipped compact backbone's prediction on a generated `size`² scene and the scene's training views.
 
     The backbone predicts from images and cameras alone, at the scene's size, as in every timing in
-    docs/RESULTS.md. At the SfM
-    points' depth, blocks filled from one neighbour share a depth exactly, and two correct rasterisers whose
-    projections differ by an ulp composite such ties in different orders: their colours then differ by ~1%
-    (measured: 9e-3 mean, back to 4e-8 with 1e-4 relative jitter on the means), which would hide a real
-    disagreement in `scripts/gpu_check.py`'s comparison."""
+    docs/RESULTS.md. At the SfM points' depth, blocks filled from one neighbour share a depth exactly, and
+    two correct rasterisers whose projections differ by an ulp composite such ties in different orders:
+    their colours then differ by ~1% (measured: 9e-3 mean, back to 4e-8 with 1e-4 relative jitter on the
+    means), which would hide a real disagreement in `scripts/gpu_check.py`'s comparison."""
     from foresplat_ns.backbones import load_backbone, shipped_checkpoint
     from foresplat_ns.data import load_scene
     from foresplat_ns.refine import RefineConfig
