@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from foresplat_ns.backbones.base import ContextViews
+from foresplat_ns.backbones.base import ContextViews, area_resized
 from foresplat_ns.cameras import scaled_intrinsics, shrunk_size, viewmats_from_camtoworlds
 from foresplat_ns.refine import View
 
@@ -82,7 +82,7 @@ class SceneViews:
             size = shrunk_size(tuple(image.shape[:2]), max_side)
             if size != tuple(image.shape[:2]):
                 intrinsics[i] = scaled_intrinsics(intrinsics[i], tuple(image.shape[:2]), size)
-                image = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=size, mode="area")[0].permute(1, 2, 0)
+                image = area_resized(image[None], size)[0]
             images.append(image)
         return SceneViews(self.name, stack_if_one_size(images), intrinsics, self.camtoworlds, self.filenames, None, self.points)
 

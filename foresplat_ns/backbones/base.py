@@ -25,6 +25,11 @@ CHECKPOINT_FORMAT = "foresplat-backbone"
 CHECKPOINT_VERSION = 1
 
 
+def area_resized(images: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Images [N,H,W,C] resampled to `size` (H, W) by area averaging (for shrinking)."""
+    return F.interpolate(images.permute(0, 3, 1, 2), size=size, mode="area").permute(0, 2, 3, 1)
+
+
 @dataclass
 class ContextViews:
     """A batch of posed context views in the dataset's frame.
@@ -57,10 +62,10 @@ class ContextViews:
         if new_size == size:
             return self
         b, v = self.images.shape[:2]
-        images = F.interpolate(self.images.flatten(0, 1).permute(0, 3, 1, 2), size=new_size, mode="area")
+        images = area_resized(self.images.flatten(0, 1), new_size)
         depths = None if self.depths is None else F.interpolate(self.depths.flatten(0, 1)[:, None], size=new_size, mode="nearest")
         return ContextViews(
-            images=images.permute(0, 2, 3, 1).reshape(b, v, *new_size, -1),
+            images=images.reshape(b, v, *new_size, -1),
             intrinsics=scaled_intrinsics(self.intrinsics, size, new_size),
             camtoworlds=self.camtoworlds,
             depths=None if depths is None else depths.reshape(b, v, *new_size),
