@@ -203,7 +203,7 @@ class Distiller:
 
     def save(self) -> None:
         output = Path(self.config.output)
-        info = {"step": self.step, "teacher": self.config.teacher.name}
+        info = {"step": self.step, "teacher": self.config.teacher.name, "image_side": self.datamanager.largest_image_side()}
         save_checkpoint(output / STUDENT_FILE, self.student, extra=info)
         save_checkpoint(
             output / RESUME_FILE,

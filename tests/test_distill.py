@@ -64,7 +64,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(corpus, tmp_path):
     assert [row["loss"] for row in straight if row["step"] > 4] == pytest.approx([row["loss"] for row in resumed], abs=1e-6)
     a, _ = load_backbone(tmp_path / "straight" / STUDENT_FILE)
     b, extra = load_backbone(tmp_path / "killed" / STUDENT_FILE)
-    assert extra["step"] == 6 and extra["teacher"] == "anysplat" and (tmp_path / "killed" / RESUME_FILE).is_file()
+    assert (
+        extra["step"] == 6
+        and extra["teacher"] == "anysplat"
+        and extra["image_side"] == 28
+        and (tmp_path / "killed" / RESUME_FILE).is_file()
+    )
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(q, p, msg=name)
 

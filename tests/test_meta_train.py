@@ -69,7 +69,7 @@ def test_two_cpu_processes_train_one_backbone(small_corpus, tmp_path):
     saved = torch.load(run / "nerfstudio_models" / "step-000000003.ckpt", weights_only=True)["pipeline"]
     assert all(k.startswith("_model.module.") for k in saved), "the model was not wrapped in DistributedDataParallel"
     trained, extra = load_backbone(run / "backbone.pt")
-    assert extra["step"] == 3
+    assert extra["step"] == 3 and extra["image_side"] == 32  # the corpus's size: the context size follows it
     before = start.state_dict()
     changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, before[k])]
     assert changed, "two-process training left the backbone unchanged"

@@ -12,6 +12,8 @@ from conftest import register_fixed_backbone
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from foresplat_ns.backbones import BackboneSelection, build_backbone, shipped_checkpoint
+from foresplat_ns.backbones.base import save_checkpoint
+from foresplat_ns.backbones.compact import CompactBackboneConfig
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
 from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
@@ -127,6 +129,19 @@ def test_the_compact_backbone_sees_large_captures_at_its_preferred_size(scene):
         for side in (None, 288)
     }
     assert counts == {None: 4 * 120 * 120, 288: 4 * 144 * 144}
+
+
+def test_a_compact_checkpoint_sees_context_views_at_one_and_a_half_times_the_side_it_trained_at(tmp_path):
+    """The side a checkpoint records (`image_side`, written by foresplat-meta and distill) sets the context
+    size; a checkpoint without one is taken to be trained at 160 px, as the shipped ones were."""
+    config = CompactBackboneConfig(width=8, num_depth_planes=8)
+    save_checkpoint(tmp_path / "trained-320.pt", config.setup(), extra={"image_side": 320})
+    save_checkpoint(tmp_path / "unrecorded.pt", config.setup())
+    sides = {
+        name: build_backbone(BackboneSelection(name="compact", checkpoint=tmp_path / name, compact=config)).preferred_context_side
+        for name in ("trained-320.pt", "unrecorded.pt")
+    }
+    assert sides == {"trained-320.pt": 480, "unrecorded.pt": 240}
 
 
 def test_each_start_is_what_it_says(scene):

@@ -244,11 +244,19 @@ def _resize(x: Tensor, size: Tuple[int, int]) -> Tensor:
 class CompactBackbone(Backbone):
     ENCODER_FACTOR = 8
     """Images are padded (bottom/right) to a multiple of this and of the stride, then cropped back."""
-    preferred_context_side = 240
-    """The shipped checkpoints were trained at 160 px. At 480 px, on the four training captures stored
-    larger than 240 px, their predictions started 0.1-2.5 dB better (held-out PSNR) from context views
-    shrunk to 240 px than from the views as they were (docs/RESULTS.md); every other real-capture result
-    was measured at 240 px and stands."""
+    CONTEXT_SIDE_PER_TRAINED_SIDE = 1.5
+    """The shipped checkpoints were trained on images of at most 160 px. At 480 px, on the four training
+    captures stored larger than 240 px, their predictions started 0.1-2.5 dB better (held-out PSNR) from
+    context views shrunk to 240 px than from the views as they were, and ended no worse after 2,000 steps
+    than from 160 px ones (docs/RESULTS.md): 1.5x the side a checkpoint was trained at."""
+    UNRECORDED_TRAINED_SIDE = 160
+    """The side assumed for a checkpoint that does not record one (the shipped ones, all trained at 160 px)."""
+
+    @property
+    def preferred_context_side(self) -> int:
+        """1.5x the longest image side its checkpoint trained on (`image_side` in the checkpoint's record)."""
+        trained = getattr(self, "training_record", {}).get("image_side") or self.UNRECORDED_TRAINED_SIDE
+        return round(self.CONTEXT_SIDE_PER_TRAINED_SIDE * trained)
 
     def __init__(self, config: CompactBackboneConfig):
         super().__init__()

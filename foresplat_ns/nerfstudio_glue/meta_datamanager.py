@@ -141,6 +141,10 @@ class MultiSceneDataManager(DataManager):
             raise ValueError(f"{len(held_out)} held-out views, fewer than the {self.config.min_query_views} query views needed")
         return train, held_out
 
+    def largest_image_side(self) -> int:
+        """The longest image side among the training scenes: a checkpoint records the size it trained at."""
+        return max(max(train.images.shape[1:3]) for train, _ in self.train_scenes)
+
     def context_indices(self, num_views: int) -> List[int]:
         """Evenly spaced context views, rotated by a random offset."""
         v = min(self.config.num_context_views, num_views)

@@ -178,6 +178,7 @@ class MetaPipeline(VanillaPipeline):
             self.backbone,
             extra={
                 "step": step,
+                "image_side": self.datamanager.largest_image_side(),
                 "rule": self.config.rule,
                 "metagrad": dataclasses.asdict(self.config.rule_config()),
                 "refine": dataclasses.asdict(self.config.refine),
