@@ -104,7 +104,7 @@ def test_default_strategy_cycle_changes_the_count_as_its_rules_say(absgrad):
     assert copies_found.tolist() == [2] * len(duplicated_means)
 
 
-def _refiner_on_opaque_gaussians(config):
+def _refiner_on_opaque_gaussians(config, num_train_views: int = 1):
     from foresplat_ns.gaussians import Gaussians
     from foresplat_ns.refine import Refiner, View
 
@@ -115,7 +115,7 @@ def _refiner_on_opaque_gaussians(config):
     )  # fmt: skip
     K = torch.tensor([[30.0, 0, WIDTH / 2], [0, 30.0, HEIGHT / 2], [0, 0, 1]])
     view = View(image=torch.rand(HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(2)), viewmat=torch.eye(4), K=K)
-    return Refiner(gaussians, config, num_train_views=1, densify=True, generator=torch.Generator().manual_seed(0)), view
+    return Refiner(gaussians, config, num_train_views, densify=True, generator=torch.Generator().manual_seed(0)), view
 
 
 def test_refinement_keeps_predicted_opacities_at_step_zero_and_still_resets_later():
@@ -130,3 +130,25 @@ def test_refinement_keeps_predicted_opacities_at_step_zero_and_still_resets_late
     for _ in range(3):  # steps 1, 2, 3: the reset at step 3 = reset_alpha_every * refine_every still happens
         refiner.train_step(view)
     assert torch.sigmoid(refiner.params["opacities"]).max() <= 2 * config.cull_alpha_thresh + 1e-6
+
+
+@pytest.mark.parametrize("pause_after_start", [True, False])
+def test_densification_waits_after_the_skipped_step_zero_reset_only_where_asked(pause_after_start):
+    """splatfacto densifies only num_train_views + refine_every steps after each opacity reset, step 0's too;
+    without that reset there is nothing to wait for: pause_after_start=False grows from warmup_length on,
+    and still waits after the later resets."""
+    from foresplat_ns.refine import RefineConfig
+
+    config = RefineConfig(
+        sh_degree=0, warmup_length=1, refine_every=2, reset_alpha_every=10, densify_grad_thresh=1e-12,
+        stop_split_at=40, pause_after_start=pause_after_start,
+    )  # fmt: skip
+    refiner, view = _refiner_on_opaque_gaussians(config, num_train_views=6)  # waits 6 + 2 = 8 steps
+    counts = []
+    for _ in range(30):
+        refiner.train_step(view)
+        counts.append(refiner.params["means"].shape[0])
+    grew_at = [step for step in range(1, 30) if counts[step] > counts[step - 1]]
+    # a grad threshold of ~0 grows at every densification step: at steps 2, 4, ... past the wait
+    waits = [step for step in range(2, 30, 2) if (step >= 20 or pause_after_start) and step % 20 < 8]
+    assert grew_at == [step for step in range(2, 30, 2) if step not in waits]

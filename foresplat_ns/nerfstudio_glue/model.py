@@ -50,6 +50,9 @@ class ForeSplatModelConfig(SplatfactoModelConfig):
     """Splatfacto's config; the method config fills its refinement fields from a RefineConfig."""
 
     _target: Type = field(default_factory=lambda: ForeSplatModel)
+    pause_after_start: bool = True
+    """Densify only num_train_views + refine_every steps into the run, as splatfacto does after its step-0
+    opacity reset, which ForeSplat skips (`RefineConfig.pause_after_start`)."""
 
 
 class ForeSplatModel(SplatfactoModel):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gsplat.strategy import DefaultStrategy
 
 from foresplat_ns.refine.config import RefineConfig
 
 
+@dataclass
 class PredictedInitStrategy(DefaultStrategy):
     """gsplat's DefaultStrategy, except that it leaves the initial opacities alone at step 0.
 
@@ -17,11 +20,21 @@ class PredictedInitStrategy(DefaultStrategy):
     parent would only update its running statistics (growth starts after refine_start_iter) and reset.
     """
 
+    pause_after_start: bool = True
+    """Whether densification also waits `pause_refine_after_reset` steps after the step-0 reset it skips
+    (`RefineConfig.pause_after_start`)."""
+
     def step_post_backward(self, params, optimizers, state, step, info, packed=False):
         if step == 0 and self.refine_start_iter >= 0 and self.refine_stop_iter > 0:
             self._update_state(params, state, info, packed=packed)
             return
-        super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        pause = self.pause_refine_after_reset
+        if not self.pause_after_start and step < self.reset_every:
+            self.pause_refine_after_reset = 0  # no reset happened at step 0: nothing to wait for
+        try:
+            super().step_post_backward(params, optimizers, state, step, info, packed=packed)
+        finally:
+            self.pause_refine_after_reset = pause
 
 
 def make_strategy(config: RefineConfig, num_train_views: int) -> PredictedInitStrategy:
@@ -42,4 +55,5 @@ def make_strategy(config: RefineConfig, num_train_views: int) -> PredictedInitSt
         absgrad=config.use_absgrad,
         revised_opacity=False,
         verbose=False,
+        pause_after_start=config.pause_after_start,
     )
