@@ -247,8 +247,9 @@ class CompactBackbone(Backbone):
     CONTEXT_SIDE_PER_TRAINED_SIDE = 1.5
     """The shipped checkpoints were trained on images of at most 160 px. At 480 px, on the four training
     captures stored larger than 240 px, their predictions started 0.1-2.5 dB better (held-out PSNR) from
-    context views shrunk to 240 px than from the views as they were, and ended no worse after 2,000 steps
-    than from 160 px ones (docs/RESULTS.md): 1.5x the side a checkpoint was trained at."""
+    context views shrunk to 240 px than from the views as they were, and were level with or ahead of
+    160 px ones from 50 steps on (0.06 dB behind at 2,000; docs/RESULTS.md): 1.5x the side a checkpoint
+    was trained at."""
     UNRECORDED_TRAINED_SIDE = 160
     """The side assumed for a checkpoint that does not record one (the shipped ones, all trained at 160 px)."""
 
