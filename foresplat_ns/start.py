@@ -50,8 +50,8 @@ class StartConfig:
     context_max_side: Optional[int] = None
     """The backbone sees its context views shrunk so their longer side is at most this; None: the size the
     backbone predicts best from (`Backbone.preferred_context_side`: for the compact one 1.5x the side its
-    checkpoint trained at, 240 px for the shipped ones; AnySplat and
-    Pi3X take the views as they are and resize them to their own input size)."""
+    checkpoint trained at, 240 px for the shipped ones; AnySplat and Pi3X take the views as they are and
+    resize them to their own input size)."""
     backbone_sees_sfm_points: bool = True
     """Hand the capture's SfM points to the backbone with its context views: the compact backbone then
     places its Gaussians at the depth the points give (backbones/sfm_depth.py), not its plane sweep's.
