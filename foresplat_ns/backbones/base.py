@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
+from types import MappingProxyType
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,9 @@ class Backbone(nn.Module):
     preferred_context_side: ClassVar[Optional[int]] = None
     """The longest image side this backbone predicts best from (`ns-train foresplat` shrinks larger context
     views to it); None: views as they are (it resizes them itself, or works at any size)."""
+    training_record: Mapping[str, Any] = MappingProxyType({})
+    """What the checkpoint it was loaded from recorded of its training (`load_backbone`'s extra: e.g. the
+    refinement MetaGrad trained it for, the image side); empty for a backbone not loaded from one."""
 
     def forward(self, context: ContextViews) -> Gaussians:  # pragma: no cover - interface
         """Gaussians with a leading batch dim [B,N,...], differentiable w.r.t. the backbone weights."""

@@ -256,7 +256,7 @@ class CompactBackbone(Backbone):
     @property
     def preferred_context_side(self) -> int:
         """1.5x the longest image side its checkpoint trained on (`image_side` in the checkpoint's record)."""
-        trained = getattr(self, "training_record", {}).get("image_side") or self.UNRECORDED_TRAINED_SIDE
+        trained = self.training_record.get("image_side") or self.UNRECORDED_TRAINED_SIDE
         return round(self.CONTEXT_SIDE_PER_TRAINED_SIDE * trained)
 
     def __init__(self, config: CompactBackboneConfig):

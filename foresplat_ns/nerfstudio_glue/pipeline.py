@@ -109,7 +109,7 @@ class ForeSplatPipeline(VanillaPipeline):
 
 def warn_if_trained_for_other_refinement(backbone, refine: RefineConfig) -> None:
     """MetaGrad trains a backbone for one refinement; say so when this run refines differently."""
-    recorded = getattr(backbone, "training_record", {}).get("refine")
+    recorded = backbone.training_record.get("refine")
     if not recorded:
         return
     ours = refine.splatfacto_fields()
