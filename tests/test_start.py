@@ -133,15 +133,21 @@ def test_the_compact_backbone_sees_large_captures_at_its_preferred_size(scene):
 
 def test_a_compact_checkpoint_sees_context_views_at_one_and_a_half_times_the_side_it_trained_at(tmp_path):
     """The side a checkpoint records (`image_side`, written by foresplat-meta and distill) sets the context
-    size; a checkpoint without one is taken to be trained at 160 px, as the shipped ones were."""
+    size, in ns-train foresplat and in the benchmark's checkpoint inits alike; a checkpoint without one is
+    taken to be trained at 160 px, as the shipped ones were."""
+    from foresplat_ns.bench.refine import build_initialiser
+
     config = CompactBackboneConfig(width=8, num_depth_planes=8)
     save_checkpoint(tmp_path / "trained-320.pt", config.setup(), extra={"image_side": 320})
     save_checkpoint(tmp_path / "unrecorded.pt", config.setup())
-    sides = {
+    names = ("trained-320.pt", "unrecorded.pt")
+    in_ns_train = {
         name: build_backbone(BackboneSelection(name="compact", checkpoint=tmp_path / name, compact=config)).preferred_context_side
-        for name in ("trained-320.pt", "unrecorded.pt")
+        for name in names
     }
-    assert sides == {"trained-320.pt": 480, "unrecorded.pt": 240}
+    inits = parse_inits(tuple(f"{name}:{tmp_path / name}" for name in names))
+    in_the_bench = {name: build_initialiser(inits[name], RefineBenchConfig()).preferred_context_side for name in names}
+    assert in_ns_train == in_the_bench == {"trained-320.pt": 480, "unrecorded.pt": 240}
 
 
 def test_each_start_is_what_it_says(scene):

@@ -103,10 +103,9 @@ def _from_checkpoint(path: Path, settings: BackboneConfig) -> Backbone:
     """The backbone in our checkpoint `path`, which must be of `settings`' kind; settings changed from their
     defaults must be the checkpoint's (a checkpoint cannot be loaded into another architecture)."""
     changed = settings.to_dict() != type(settings)().to_dict()
-    backbone, extra = load_backbone(path, expected=settings if changed else None)
+    backbone, _ = load_backbone(path, expected=settings if changed else None)
     if backbone.config.name != settings.name:
         raise ValueError(f"{path} holds a '{backbone.config.name}' backbone, but the '{settings.name}' backbone was selected")
-    backbone.training_record = extra  # e.g. the refinement settings MetaGrad trained it for
     backbone.checkpoint_path = path
     return backbone
 

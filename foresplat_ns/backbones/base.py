@@ -204,7 +204,8 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
 
 
 def load_backbone(path: Path, expected: Optional[BackboneConfig] = None) -> Tuple[Backbone, Dict[str, Any]]:
-    """Rebuild the backbone a checkpoint was written from, and return it with the checkpoint's `extra`.
+    """Rebuild the backbone a checkpoint was written from, and return it with the checkpoint's `extra`
+    (also its `training_record`, so every loader honours what the checkpoint recorded, e.g. its image side).
 
     With `expected`, a checkpoint of another backbone or config is refused with the differences named.
     """
@@ -228,4 +229,5 @@ def load_backbone(path: Path, expected: Optional[BackboneConfig] = None) -> Tupl
     missing, unexpected = backbone.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the '{name}' backbone (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
-    return backbone, payload.get("extra", {})
+    backbone.training_record = payload.get("extra", {})
+    return backbone, backbone.training_record
