@@ -16,7 +16,7 @@ from foresplat_ns.backbones.base import save_checkpoint
 from foresplat_ns.backbones.compact import CompactBackboneConfig
 from foresplat_ns.backbones.pointcloud import PointCloudInitConfig
 from foresplat_ns.bench.cli import COMMANDS, merge_repeated_flags
-from foresplat_ns.bench.refine import RefineBenchConfig, parse_inits
+from foresplat_ns.bench.refine import RefineBenchConfig, build_initialiser, parse_inits
 from foresplat_ns.cameras import scaled_intrinsics
 from foresplat_ns.data import load_scene
 from foresplat_ns.gaussians import Gaussians, union
@@ -135,8 +135,6 @@ def test_a_compact_checkpoint_sees_context_views_at_one_and_a_half_times_the_sid
     """The side a checkpoint records (`image_side`, written by foresplat-meta and distill) sets the context
     size, in ns-train foresplat and in the benchmark's checkpoint inits alike; a checkpoint without one is
     taken to be trained at 160 px, as the shipped ones were."""
-    from foresplat_ns.bench.refine import build_initialiser
-
     config = CompactBackboneConfig(width=8, num_depth_planes=8)
     save_checkpoint(tmp_path / "trained-320.pt", config.setup(), extra={"image_side": 320})
     save_checkpoint(tmp_path / "unrecorded.pt", config.setup())
@@ -166,8 +164,6 @@ def test_bench_default_is_ns_train_foresplats_start(small_scene, scene, with_poi
     """`--init default` builds with the shipped checkpoint for the capture (the one made for SfM points where
     the backbone sees them) and StartConfig(), as the pipeline does with no flags."""
     from test_nerfstudio import method_config
-
-    from foresplat_ns.bench.refine import build_initialiser
 
     config = method_config("foresplat")
     config.pipeline.datamanager.data = small_scene
