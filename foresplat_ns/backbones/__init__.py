@@ -106,7 +106,6 @@ def _from_checkpoint(path: Path, settings: BackboneConfig) -> Backbone:
     backbone, _ = load_backbone(path, expected=settings if changed else None)
     if backbone.config.name != settings.name:
         raise ValueError(f"{path} holds a '{backbone.config.name}' backbone, but the '{settings.name}' backbone was selected")
-    backbone.checkpoint_path = path
     return backbone
 
 

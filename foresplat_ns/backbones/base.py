@@ -120,6 +120,8 @@ class Backbone(nn.Module):
     training_record: Mapping[str, Any] = MappingProxyType({})
     """What the checkpoint it was loaded from recorded of its training (`load_backbone`'s extra: e.g. the
     refinement MetaGrad trained it for, the image side); empty for a backbone not loaded from one."""
+    checkpoint_path: Optional[Path] = None
+    """The checkpoint it was loaded from (`load_backbone`); None for a backbone not loaded from one."""
 
     def forward(self, context: ContextViews) -> Gaussians:  # pragma: no cover - interface
         """Gaussians with a leading batch dim [B,N,...], differentiable w.r.t. the backbone weights."""
@@ -205,7 +207,8 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
 
 def load_backbone(path: Path, expected: Optional[BackboneConfig] = None) -> Tuple[Backbone, Dict[str, Any]]:
     """Rebuild the backbone a checkpoint was written from, and return it with the checkpoint's `extra`
-    (also its `training_record`, so every loader honours what the checkpoint recorded, e.g. its image side).
+    (also its `training_record`, so every loader honours what the checkpoint recorded, e.g. its image side,
+    and its `checkpoint_path`).
 
     With `expected`, a checkpoint of another backbone or config is refused with the differences named.
     """
@@ -230,4 +233,5 @@ def load_backbone(path: Path, expected: Optional[BackboneConfig] = None) -> Tupl
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the '{name}' backbone (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
     backbone.training_record = payload.get("extra", {})
+    backbone.checkpoint_path = Path(path)
     return backbone, backbone.training_record

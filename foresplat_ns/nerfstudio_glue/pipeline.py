@@ -88,7 +88,7 @@ class ForeSplatPipeline(VanillaPipeline):
             with_points = ""
             if start.backbone_sees_points_of(scene):
                 with_points = f" and the capture's {scene.points[0].shape[0]} SfM points"
-            weights = getattr(backbone, "checkpoint_path", None)
+            weights = backbone.checkpoint_path
             side = start.context_side_for(backbone)
             CONSOLE.log(
                 f"ForeSplat: predicting initial Gaussians with the '{self.config.backbone.name}' backbone"
