@@ -152,3 +152,35 @@ def test_densification_waits_after_the_skipped_step_zero_reset_only_where_asked(
     # a grad threshold of ~0 grows at every densification step: at steps 2, 4, ... past the wait
     waits = [step for step in range(2, 30, 2) if (step >= 20 or pause_after_start) and step % 20 < 8]
     assert grew_at == [step for step in range(2, 30, 2) if step not in waits]
+
+
+@pytest.mark.parametrize("absgrad", [False, True])
+@pytest.mark.parametrize("n_cameras", [1, 3])
+def test_compiled_screen_statistics_equal_gsplats(absgrad, n_cameras):
+    """PredictedInitStrategy's compiled _update_state leaves gsplat's state: grad2d and count bit for bit, and the
+    largest radius too with one camera (gsplat's scatter keeps the last camera's, ours the largest)."""
+    from foresplat_ns.refine.strategy import PredictedInitStrategy
+
+    n = 3000
+    params = {"means": torch.zeros(n, 3)}
+    settings = dict(absgrad=absgrad, refine_scale2d_stop_iter=100)
+    ours, theirs = PredictedInitStrategy(**settings), DefaultStrategy(**settings)
+    state_ours, state_theirs = ours.initialize_state(), theirs.initialize_state()
+    largest_radius = torch.zeros(n)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        means2d = torch.zeros(n_cameras, n, 2, requires_grad=True)
+        means2d.grad = torch.randn(n_cameras, n, 2, generator=g) * torch.rand(n_cameras, n, 1, generator=g) * 1e-3
+        means2d.absgrad = means2d.grad.abs()
+        radii = torch.randint(-20, 40, (n_cameras, n), generator=g).clamp_min(0).int()
+        radii[:, :10] = 0  # seen by no camera
+        info = {"means2d": means2d, "radii": radii, "width": 137, "height": 91, "n_cameras": n_cameras, "gaussian_ids": None}
+        ours._update_state(params, state_ours, info)
+        theirs._update_state(params, state_theirs, info)
+        largest_radius = torch.maximum(largest_radius, radii.amax(0) / 137.0)
+    assert torch.equal(state_ours["grad2d"], state_theirs["grad2d"])
+    assert torch.equal(state_ours["count"], state_theirs["count"])
+    assert state_ours["count"].max() == 3 * n_cameras and (state_ours["count"] == 0).any()
+    assert torch.equal(state_ours["radii"], largest_radius)
+    if n_cameras == 1:
+        assert torch.equal(state_ours["radii"], state_theirs["radii"])
