@@ -7,12 +7,14 @@ early, with the file and the cause named.
 
 from __future__ import annotations
 
+import glob
 import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -115,10 +117,38 @@ def evenly_spaced(count: int, total: int) -> List[int]:
     return [round(i * (total - 1) / (count - 1)) for i in range(count)]
 
 
-def check_image_files(filenames: Sequence[Path]) -> None:
-    """Open every image: a missing or corrupt file raises a ValueError naming it, before any training starts."""
+_AS_RGB = {**dict.fromkeys(("1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"), "RGB"), **dict.fromkeys(("LA", "PA", "RGBa", "La"), "RGBA")}
+"""PIL modes read by converting to RGB or RGBA. nerfstudio's own loader takes their raw bytes as pixels: CMYK's
+K channel becomes alpha, a palette image's indices grey levels."""
+
+
+def read_image(path: Path) -> Image.Image:
+    """An image file as RGB or RGBA, whatever PIL mode it is stored in: grey, palette and CMYK images are
+    converted, 16-bit grey scaled to 8 bits (not cut to its low byte). A file that does not decode, or
+    holds float pixels, raises a ValueError naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("RGB", "RGBA"):
+                return img.copy()
+            if mode == "P":
+                return img.convert("RGBA" if "transparency" in img.info else "RGB")
+            if mode in _AS_RGB:
+                return img.convert(_AS_RGB[mode])
+            if mode.startswith("I"):  # 16-bit grey (I;16, I;16B; I where PIL widens it)
+                grey = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
+                return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8)).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
+    raise ValueError(f"{path}: images with {mode!r} pixels are not read (RGB, RGBA, grey, palette, CMYK or 16-bit grey are)")
+
+
+def check_image_files(filenames: Sequence[Path], split: str = "training", scene: str = "the scene") -> None:
+    """Open every image of a split: none, or a missing or corrupt file, raises a ValueError naming it, before
+    any training starts."""
     if len(filenames) == 0:
-        raise ValueError("the scene has no training images")
+        raise ValueError(f"{scene} has no {split} images")
     for path in filenames:
         path = Path(path)
         if not path.is_file():
@@ -132,9 +162,15 @@ def check_image_files(filenames: Sequence[Path]) -> None:
 
 def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwargs):
     """Build nerfstudio's datamanager, turning a dataparser's bare failures into errors naming the scene."""
+    from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
     from foresplat_ns.nerfstudio_glue.capture_dataparser import CaptureDataParserConfig
+    from foresplat_ns.nerfstudio_glue.datamanager import CaptureImageDatamanager
 
     data = Path(config.data if config.data is not None else config.dataparser.data)
+    if config._target is FullImageDatamanager:
+        config._target = CaptureImageDatamanager  # the same, reading images with `read_image`
     if isinstance(config.dataparser, CaptureDataParserConfig):
         config.dataparser.data = data
         config.dataparser = config.dataparser.concrete()
@@ -148,14 +184,31 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         if not frames:
             raise ValueError(f"the scene has no training images: {transforms} lists no frames")
         _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
+        reads_transforms = isinstance(config.dataparser, NerfstudioDataParserConfig)
+        if reads_transforms and "fl_x" not in meta and "fl_x" not in frames[0] and "camera_angle_x" in meta:
+            raise ValueError(
+                f"{transforms} gives the field of view (camera_angle_x) but no focal length, which nerfstudio's parser "
+                "needs: add fl_x and fl_y = w / 2 / tan(camera_angle_x / 2), with w, h, cx and cy; or, for a NeRF-synthetic "
+                "scene, name its per-split files transforms_train/val/test.json"
+            )
         _check_camera_model(transforms, meta.get("camera_model", "OPENCV"))
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
     except FileNotFoundError as err:
+        missing = Path(err.filename or str(err))
+        if missing.name != "transforms.json":
+            same_but_case = [p.name for p in missing.parent.glob("*") if p.name.lower() == missing.name.lower()]
+            hint = f" ({same_but_case[0]} is there: file names are case-sensitive)" if same_but_case else ""
+            raise ValueError(f"cannot read scene {data}: the capture lists {missing}, which is not there{hint}") from err
         raise ValueError(
-            f"cannot read scene {data}: {err.filename or err} not found. A nerfstudio-data scene needs a transforms.json; "
+            f"cannot read scene {data}: {missing} not found. A nerfstudio-data scene needs a transforms.json; "
             "name no dataparser (ns-train foresplat --data DIR: capture-data reads COLMAP, LLFF, transforms.json and "
             "NeRF-synthetic captures as they are) or the one for its format (colmap, llff-data, blender-data)"
+        ) from err
+    except ZeroDivisionError as err:  # nerfstudio scales a scene by the largest camera position, from their centre
+        raise ValueError(
+            f"cannot read scene {data}: its cameras all stand in one place (one image, or every view from the same spot); "
+            "a capture needs views from at least two places"
         ) from err
     except (AssertionError, IndexError, KeyError, RuntimeError) as err:
         raise ValueError(f"cannot read scene {data}: the dataparser failed ({type(err).__name__}: {err})") from err
@@ -173,10 +226,14 @@ def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:
         for path, width, height in sizes:
             with Image.open(path) as img:
                 if img.size != (width, height):
-                    raise ValueError(
-                        f"{path} is {img.size[0]}x{img.size[1]} but its camera says {width}x{height}: give each frame its own "
-                        "w/h (and intrinsics) in transforms.json, or use images of the size the intrinsics describe"
-                    )
+                    factor = getattr(parser_config, "downscale_factor", None)
+                    if factor and factor > 1:
+                        fix = f"images_{factor} copies must be the full-size images divided by {factor}, rounded down"
+                    elif (data / "transforms.json").is_file():
+                        fix = "give each frame its own w/h (and intrinsics) in transforms.json, or use images of the size the intrinsics describe"
+                    else:
+                        fix = "use the images the camera model was made from"
+                    raise ValueError(f"{path} is {img.size[0]}x{img.size[1]} but its camera says {width}x{height}: {fix}")
 
 
 def _check_camera_model(transforms: Path, model: str) -> None:
@@ -201,9 +258,13 @@ def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor:
         where = (
             f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
         )
+        first = Path(missing[0])
+        with_suffix = sorted(first.parent.glob(glob.escape(first.name) + ".*")) if not first.suffix else []
+        hint = f"; {with_suffix[0].name} is there: give file_path with its extension" if with_suffix else ""
         raise ValueError(
             f"{transforms}: the image files of {len(missing)} of {len(frames)} frames are missing{where}: {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else "")
+            + hint
         )
 
 
@@ -214,7 +275,7 @@ def scene_views_from_datamanager(datamanager, name: str = "", split: str = "trai
     dataset = datamanager.train_dataset if split == "train" else datamanager.eval_dataset
     outputs = dataset._dataparser_outputs
     cameras = dataset.cameras
-    check_image_files(outputs.image_filenames)
+    check_image_files(outputs.image_filenames, "training" if split == "train" else "held-out", name or "the scene")
     try:  # nerfstudio caches (and undistorts) the images on first access, asserting their sizes bare
         cached = datamanager.cached_train if split == "train" else datamanager.cached_eval
     except AssertionError as err:
@@ -293,14 +354,19 @@ def scene_dataparser(path: Path):
         return BlenderDataParserConfig()
     if (path / "transforms.json").is_file():
         try:
-            frames = json.loads((path / "transforms.json").read_text()).get("frames") or []
+            meta = json.loads((path / "transforms.json").read_text())
+            frames = meta.get("frames") or []
         except ValueError as err:
             raise ValueError(f"{path / 'transforms.json'} is not valid JSON: {err}") from err
         files = [path / frame["file_path"] for frame in frames if "file_path" in frame]
         factor = None
         if files and not all(f.is_file() for f in files):
             factor = _downscaled_folder(path, [f.name for f in files])
-        return NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
+        config = NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
+        if 2 <= len(frames) < 10 and not any(key in meta for key in ("train_filenames", "val_filenames", "test_filenames")):
+            # nerfstudio trains on ceil(0.9 n) frames: with fewer than 10, on all, and nothing is held out to evaluate
+            config.train_split_fraction = (len(frames) - 1.5) / len(frames)
+        return config
     # COLMAP's mapper writes sparse/0 (colmap/sparse/0 under ns-process-data); its image_undistorter's
     # workspace holds the model in sparse itself. 3DGS's convert.py keeps the mapper's model of the photos in
     # input/ as distorted/sparse/0: read where nothing undistorted is there (nerfstudio undistorts the views).
@@ -309,11 +375,27 @@ def scene_dataparser(path: Path):
             factor = None
             if not (path / images).is_dir():
                 factor = _downscaled_folder(path, [], images)
-            return ColmapDataParserConfig(colmap_path=Path(sparse), images_path=Path(images), downscale_factor=factor)
+            return ColmapDataParserConfig(
+                colmap_path=Path(sparse), images_path=Path(images), downscale_factor=factor, load_3D_points=_has_sfm_points(path / sparse)
+            )
     raise ValueError(
         f"{path} is not a capture ForeSplat can read: no poses_bounds.npy (LLFF), transforms.json (nerfstudio-data), "
         "transforms_train.json (blender), or cameras.bin|txt in " + ", ".join(sparse for sparse, _ in _COLMAP_LAYOUTS) + " (COLMAP)"
     )
+
+
+def _has_sfm_points(model: Path) -> bool:
+    """Whether a COLMAP model holds SfM points: one built from known poses before triangulation has none
+    (an empty or absent points3D file), and nerfstudio's parser, asked for points, then fails."""
+    binary, text = model / "points3D.bin", model / "points3D.txt"
+    if binary.is_file():  # nerfstudio reads the binary model where both exist
+        with open(binary, "rb") as f:
+            count = f.read(8)  # the number of points, a uint64
+        return len(count) == 8 and int.from_bytes(count, "little") > 0
+    if text.is_file():
+        with open(text) as f:
+            return any(line.strip() and not line.startswith("#") for line in f)
+    return False
 
 
 def load_scene(path: Path, dataparser_config=None, max_image_side: Optional[int] = None) -> Tuple[SceneViews, SceneViews]:

@@ -238,3 +238,115 @@ def test_foresplat_meta_reads_a_folder_mixing_formats(small_scene, llff_scene, t
     assert batch.context.points is None  # the backbone learns its own depth unless told to take the points
     config = MultiSceneDataManagerConfig(data=root, num_context_views=2, max_image_side=16, backbone_sees_sfm_points=True)
     assert config.setup(device="cpu").next_train(0).context.points is not None
+
+
+def _colmap_capture(small_scene: Path, out: Path) -> Path:
+    """The generated scene as COLMAP output: sparse/0 (text model, SfM points) beside images/."""
+    shutil.copytree(small_scene / "colmap" / "sparse" / "0", out / "sparse" / "0")
+    shutil.copytree(small_scene / "images", out / "images")
+    return out
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "CMYK", "LA"])
+def test_images_stored_in_any_mode_are_read_as_their_pixels(small_scene, tmp_path, mode):
+    """nerfstudio's own loader takes a 16-bit grey image's low bytes, a palette image's indices and a CMYK
+    image's K channel as pixels, and stops on grey + alpha; every training command reads them as they look."""
+    capture = _colmap_capture(small_scene, tmp_path / "capture")
+    expected = {}
+    for path in sorted((capture / "images").iterdir()):
+        rgb = Image.open(path).convert("RGB")
+        if mode == "I;16":  # 16-bit grey whose low bytes differ from its 8-bit value
+            grey = np.asarray(rgb.convert("L"), dtype=np.uint16)
+            Image.fromarray((grey * 257 + 100).astype(np.uint16)).save(path)
+            expected[path.name] = np.repeat(grey[..., None], 3, axis=-1)
+        elif mode == "P":
+            stored = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+            stored.save(path)
+            expected[path.name] = np.asarray(stored.convert("RGB"))
+        elif mode == "CMYK":  # TIFF under the listed name: PIL reads a file by its content
+            stored = rgb.convert("CMYK")
+            stored.save(path, format="TIFF")
+            expected[path.name] = np.asarray(stored.convert("RGB"))
+        else:
+            stored = rgb.convert("L")
+            stored.putalpha(Image.fromarray(np.full(stored.size[::-1], 200, np.uint8)))
+            stored.save(path)
+            expected[path.name] = np.asarray(stored.convert("RGBA"))
+    train, _ = load_scene(capture)
+    for image, name in zip(train.images, train.filenames):
+        want = torch.from_numpy(expected[Path(name).name].astype(np.float32) / 255)
+        assert image.shape == want.shape
+        assert torch.allclose(image, want, atol=1e-6), f"{name} read as other pixels than it shows"
+
+
+def test_images_that_do_not_decode_are_named(tmp_path):
+    from foresplat_ns.data import read_image
+
+    truncated = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-400])
+    with pytest.raises(ValueError, match=f"corrupt or unreadable: {truncated}"):
+        read_image(truncated)
+    floats = tmp_path / "depth.tif"
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(floats)
+    with pytest.raises(ValueError, match="'F' pixels are not read"):
+        read_image(floats)
+
+
+@pytest.mark.parametrize("points", ["none listed", "no file"])
+def test_a_colmap_model_without_sfm_points_reads_without_them(small_scene, tmp_path, points):
+    """COLMAP models built from known poses before triangulation hold no points; nerfstudio, asked for them, fails."""
+    capture = _colmap_capture(small_scene, tmp_path / "capture")
+    points_file = capture / "sparse" / "0" / "points3D.txt"
+    if points == "none listed":
+        points_file.write_text("# 3D point list with one line of data per point:\n# Number of points: 0\n")
+    else:
+        points_file.unlink()
+    assert not scene_dataparser(capture).load_3D_points
+    train, held_out = load_scene(capture)
+    assert not train.has_sfm_points and len(train) + len(held_out) == 12
+
+
+def test_a_small_transforms_capture_holds_a_view_out_and_one_position_is_named(small_scene, tmp_path):
+    """nerfstudio trains on ceil(0.9 n) of a transforms.json's frames: with fewer than 10, on all of them."""
+    meta = json.loads((small_scene / "transforms.json").read_text())
+    for key in ("train_filenames", "val_filenames", "test_filenames"):
+        del meta[key]
+    capture = tmp_path / "three"
+    shutil.copytree(small_scene, capture)
+    (capture / "transforms.json").write_text(json.dumps({**meta, "frames": meta["frames"][:3]}))
+    train, held_out = load_scene(capture)
+    assert (len(train), len(held_out)) == (2, 1)
+    (capture / "transforms.json").write_text(json.dumps({**meta, "frames": meta["frames"][:1]}))
+    with pytest.raises(ValueError, match=f"cannot read scene {capture}: its cameras all stand in one place"):
+        load_scene(capture)
+
+
+@pytest.mark.parametrize("problem", ["name case", "no extension", "field of view only", "downscaled size"])
+def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path, problem):
+    if problem == "downscaled size":  # COLMAP with only images_2, a pixel larger than 48 / 2
+        capture = _colmap_capture(small_scene, tmp_path / "capture")
+        (capture / "images").rename(capture / "images_2")
+        for path in (capture / "images_2").iterdir():
+            Image.open(path).resize((25, 25)).save(path)
+        match = "images_2/.* is 25x25 but its camera says 24x24: images_2 copies must be the full-size images divided by 2, rounded down"
+    elif problem == "name case":
+        capture = _colmap_capture(small_scene, tmp_path / "capture")
+        for path in (capture / "images").iterdir():
+            path.rename(path.with_suffix(".PNG"))
+        match = r"lists .*frame_00000.png, which is not there \(frame_00000.PNG is there: file names are case-sensitive\)"
+    else:
+        capture = tmp_path / "capture"
+        shutil.copytree(small_scene, capture)
+        meta = json.loads((capture / "transforms.json").read_text())
+        if problem == "no extension":
+            for frame in meta["frames"]:
+                frame["file_path"] = str(Path(frame["file_path"]).with_suffix(""))
+            match = "frames are missing: .*; frame_00000.png is there: give file_path with its extension"
+        else:
+            meta["camera_angle_x"] = 2 * np.arctan(meta["w"] / 2 / meta.pop("fl_x"))
+            del meta["fl_y"]
+            match = "gives the field of view \\(camera_angle_x\\) but no focal length"
+        (capture / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=match):
+        load_scene(capture)
