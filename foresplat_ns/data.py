@@ -184,13 +184,8 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         if not frames:
             raise ValueError(f"the scene has no training images: {transforms} lists no frames")
         _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
-        reads_transforms = isinstance(config.dataparser, NerfstudioDataParserConfig)
-        if reads_transforms and "fl_x" not in meta and "fl_x" not in frames[0] and "camera_angle_x" in meta:
-            raise ValueError(
-                f"{transforms} gives the field of view (camera_angle_x) but no focal length, which nerfstudio's parser "
-                "needs: add fl_x and fl_y = w / 2 / tan(camera_angle_x / 2), with w, h, cx and cy; or, for a NeRF-synthetic "
-                "scene, name its per-split files transforms_train/val/test.json"
-            )
+        if isinstance(config.dataparser, NerfstudioDataParserConfig):
+            _check_frames(transforms, meta, frames)
         _check_camera_model(transforms, meta.get("camera_model", "OPENCV"))
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
@@ -234,6 +229,29 @@ def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:
                     else:
                         fix = "use the images the camera model was made from"
                     raise ValueError(f"{path} is {img.size[0]}x{img.size[1]} but its camera says {width}x{height}: {fix}")
+
+
+def _check_frames(transforms: Path, meta: dict, frames: List[dict]) -> None:
+    """What nerfstudio's transforms.json parser needs of every frame, named where it would fail bare (a
+    KeyError, an assertion, a shape error): a 4x4 pose, intrinsics and an image size."""
+    if "fl_x" not in meta and "fl_x" not in frames[0] and "camera_angle_x" in meta:
+        raise ValueError(
+            f"{transforms} gives the field of view (camera_angle_x) but no focal length, which nerfstudio's parser "
+            "needs: add fl_x and fl_y = w / 2 / tan(camera_angle_x / 2), with w, h, cx and cy; or, for a NeRF-synthetic "
+            "scene, name its per-split files transforms_train/val/test.json"
+        )
+    for index, frame in enumerate(frames):
+        name = f"{transforms}: frame {index} ({frame.get('file_path', 'no file_path')})"
+        pose = frame.get("transform_matrix")
+        if pose is None:
+            raise ValueError(f"{name} has no transform_matrix")
+        if not (isinstance(pose, list) and len(pose) in (3, 4) and all(isinstance(row, list) and len(row) == 4 for row in pose)):
+            raise ValueError(f"{name}: transform_matrix must be 4x4 camera-to-world, got {pose!r:.80}")
+        if len(pose) == 3:
+            raise ValueError(f"{name}: transform_matrix is 3x4; nerfstudio reads 4x4 (add the row [0, 0, 0, 1])")
+        for key in ("w", "h", "fl_x", "fl_y", "cx", "cy"):
+            if key not in meta and key not in frame:
+                raise ValueError(f"{name} has no {key}, at the top of the file or in the frame")
 
 
 def _check_camera_model(transforms: Path, model: str) -> None:

@@ -322,7 +322,9 @@ def test_a_small_transforms_capture_holds_a_view_out_and_one_position_is_named(s
         load_scene(capture)
 
 
-@pytest.mark.parametrize("problem", ["name case", "no extension", "field of view only", "downscaled size"])
+@pytest.mark.parametrize(
+    "problem", ["name case", "no extension", "field of view only", "downscaled size", "3x4 pose", "no pose", "no size"]
+)
 def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path, problem):
     if problem == "downscaled size":  # COLMAP with only images_2, a pixel larger than 48 / 2
         capture = _colmap_capture(small_scene, tmp_path / "capture")
@@ -343,6 +345,15 @@ def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path,
             for frame in meta["frames"]:
                 frame["file_path"] = str(Path(frame["file_path"]).with_suffix(""))
             match = "frames are missing: .*; frame_00000.png is there: give file_path with its extension"
+        elif problem == "3x4 pose":
+            meta["frames"][2]["transform_matrix"] = meta["frames"][2]["transform_matrix"][:3]
+            match = r"frame 2 \(images/frame_00002.png\): transform_matrix is 3x4; nerfstudio reads 4x4"
+        elif problem == "no pose":
+            del meta["frames"][1]["transform_matrix"]
+            match = r"frame 1 \(images/frame_00001.png\) has no transform_matrix"
+        elif problem == "no size":
+            del meta["h"]
+            match = r"frame 0 \(images/frame_00000.png\) has no h, at the top of the file or in the frame"
         else:
             meta["camera_angle_x"] = 2 * np.arctan(meta["w"] / 2 / meta.pop("fl_x"))
             del meta["fl_y"]
