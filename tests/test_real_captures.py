@@ -361,3 +361,13 @@ def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path,
         (capture / "transforms.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=match):
         load_scene(capture)
+
+
+def test_a_capture_of_over_500_images_reads_on_a_cpu(tmp_path):
+    """nerfstudio caches more than 500 training images in pinned memory, which needs CUDA; on a CPU-only
+    machine every capture that large (a video's frames) stopped with "Found no NVIDIA driver"."""
+    from foresplat_ns.synth import SceneConfig, generate_scene
+
+    generate_scene(SceneConfig(seed=3, resolution=8, num_views=503, num_eval_views=2), tmp_path / "video")
+    train, held_out = load_scene(tmp_path / "video")
+    assert (len(train), len(held_out)) == (501, 2) and train.images.shape[1:] == (8, 8, 3)
