@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,8 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
             "name no dataparser (ns-train foresplat --data DIR: capture-data reads COLMAP, LLFF, transforms.json and "
             "NeRF-synthetic captures as they are) or the one for its format (colmap, llff-data, blender-data)"
         ) from err
+    except Image.UnidentifiedImageError as err:  # nerfstudio opens the first image to choose a downscale factor
+        raise ValueError(f"cannot read scene {data}: image file is corrupt or unreadable ({err})") from err
     except ZeroDivisionError as err:  # nerfstudio scales a scene by the largest camera position, from their centre
         raise ValueError(
             f"cannot read scene {data}: its cameras all stand in one place (one image, or every view from the same spot); "
@@ -276,6 +279,9 @@ def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor:
         where = (
             f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
         )
+        folders = [f"images_{n}" for n in downscale_factors(transforms.parent)] if not downscale_factor else []
+        if folders:  # downscaled copies in sub-folders: nerfstudio looks for images_N/<file name> only
+            where = f" ({', '.join(folders)}: nerfstudio reads a downscaled copy as images_N/<file name>, without file_path's folders)"
         first = Path(missing[0])
         with_suffix = sorted(first.parent.glob(glob.escape(first.name) + ".*")) if not first.suffix else []
         hint = f"; {with_suffix[0].name} is there: give file_path with its extension" if with_suffix else ""
@@ -409,6 +415,8 @@ def _has_sfm_points(model: Path) -> bool:
     if binary.is_file():  # nerfstudio reads the binary model where both exist
         with open(binary, "rb") as f:
             count = f.read(8)  # the number of points, a uint64
+        if len(count) < 8:
+            warnings.warn(f"{binary} is cut short ({len(count)} bytes): training without SfM points", stacklevel=2)
         return len(count) == 8 and int.from_bytes(count, "little") > 0
     if text.is_file():
         with open(text) as f:

@@ -293,16 +293,22 @@ def test_images_that_do_not_decode_are_named(tmp_path):
         read_image(floats)
 
 
-@pytest.mark.parametrize("points", ["none listed", "no file"])
+@pytest.mark.parametrize("points", ["none listed", "no file", "binary cut short"])
 def test_a_colmap_model_without_sfm_points_reads_without_them(small_scene, tmp_path, points):
     """COLMAP models built from known poses before triangulation hold no points; nerfstudio, asked for them, fails."""
     capture = _colmap_capture(small_scene, tmp_path / "capture")
     points_file = capture / "sparse" / "0" / "points3D.txt"
     if points == "none listed":
         points_file.write_text("# 3D point list with one line of data per point:\n# Number of points: 0\n")
-    else:
+    elif points == "no file":
         points_file.unlink()
-    assert not scene_dataparser(capture).load_3D_points
+    else:
+        (capture / "sparse" / "0" / "points3D.bin").write_bytes(b"\x00\x01")
+    if points == "binary cut short":
+        with pytest.warns(UserWarning, match=r"points3D.bin is cut short \(2 bytes\): training without SfM points"):
+            assert not scene_dataparser(capture).load_3D_points
+    else:
+        assert not scene_dataparser(capture).load_3D_points
     train, held_out = load_scene(capture)
     assert not train.has_sfm_points and len(train) + len(held_out) == 12
 
@@ -323,7 +329,18 @@ def test_a_small_transforms_capture_holds_a_view_out_and_one_position_is_named(s
 
 
 @pytest.mark.parametrize(
-    "problem", ["name case", "no extension", "field of view only", "downscaled size", "3x4 pose", "no pose", "no size"]
+    "problem",
+    [
+        "name case",
+        "no extension",
+        "field of view only",
+        "downscaled size",
+        "3x4 pose",
+        "no pose",
+        "no size",
+        "empty image",
+        "sub-folder copies",
+    ],
 )
 def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path, problem):
     if problem == "downscaled size":  # COLMAP with only images_2, a pixel larger than 48 / 2
@@ -341,7 +358,16 @@ def test_capture_listing_problems_name_their_likely_cause(small_scene, tmp_path,
         capture = tmp_path / "capture"
         shutil.copytree(small_scene, capture)
         meta = json.loads((capture / "transforms.json").read_text())
-        if problem == "no extension":
+        if problem == "empty image":  # nerfstudio opens the first image before any check: a bare PIL error
+            (capture / meta["frames"][0]["file_path"]).write_bytes(b"")
+            match = r"cannot read scene .*: image file is corrupt or unreadable \(cannot identify image file"
+        elif problem == "sub-folder copies":
+            (capture / "images_2").mkdir()
+            (capture / "images").rename(capture / "images_2" / "sub")
+            for frame in meta["frames"]:
+                frame["file_path"] = f"images/sub/{Path(frame['file_path']).name}"
+            match = r"frames are missing \(images_2: nerfstudio reads a downscaled copy as images_N/<file name>, without"
+        elif problem == "no extension":
             for frame in meta["frames"]:
                 frame["file_path"] = str(Path(frame["file_path"]).with_suffix(""))
             match = "frames are missing: .*; frame_00000.png is there: give file_path with its extension"
