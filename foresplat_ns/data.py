@@ -123,6 +123,10 @@ _AS_RGB = {**dict.fromkeys(("1", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"), "R
 K channel becomes alpha, a palette image's indices grey levels."""
 
 
+def _unreadable(path: Path, err: Exception) -> ValueError:
+    return ValueError(f"image file is corrupt or unreadable: {path} ({err})")
+
+
 def read_image(path: Path) -> Image.Image:
     """An image file as RGB or RGBA, whatever PIL mode it is stored in: grey, palette and CMYK images are
     converted, 16-bit grey scaled to 8 bits (not cut to its low byte). A file that does not decode, or
@@ -141,7 +145,7 @@ def read_image(path: Path) -> Image.Image:
                 grey = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
                 return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8)).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
+        raise _unreadable(path, err) from err
     raise ValueError(f"{path}: images with {mode!r} pixels are not read (RGB, RGBA, grey, palette, CMYK or 16-bit grey are)")
 
 
@@ -158,7 +162,7 @@ def check_image_files(filenames: Sequence[Path], split: str = "training", scene:
             with Image.open(path) as img:
                 img.verify()
         except Exception as err:
-            raise ValueError(f"image file is corrupt or unreadable: {path} ({err})") from err
+            raise _unreadable(path, err) from err
 
 
 def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwargs):
@@ -276,12 +280,13 @@ def _check_listed_images(transforms: Path, frames: List[dict], downscale_factor:
         if not path.is_file():
             missing.append(str(path))
     if missing:
-        where = (
-            f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)" if downscale_factor else ""
-        )
-        folders = [f"images_{n}" for n in downscale_factors(transforms.parent)] if not downscale_factor else []
-        if folders:  # downscaled copies in sub-folders: nerfstudio looks for images_N/<file name> only
-            where = f" ({', '.join(folders)}: nerfstudio reads a downscaled copy as images_N/<file name>, without file_path's folders)"
+        if downscale_factor:
+            where = f" (downscale factor {downscale_factor}: nerfstudio reads images_{downscale_factor}/<file name>)"
+        else:  # downscaled copies in sub-folders are not read: nerfstudio looks for images_N/<file name> only
+            folders = ", ".join(f"images_{n}" for n in downscale_factors(transforms.parent))
+            where = (
+                f" ({folders}: nerfstudio reads a downscaled copy as images_N/<file name>, without file_path's folders)" if folders else ""
+            )
         first = Path(missing[0])
         with_suffix = sorted(first.parent.glob(glob.escape(first.name) + ".*")) if not first.suffix else []
         hint = f"; {with_suffix[0].name} is there: give file_path with its extension" if with_suffix else ""

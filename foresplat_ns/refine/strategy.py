@@ -47,9 +47,10 @@ class PredictedInitStrategy(DefaultStrategy):
         """gsplat's running screen-space statistics, on CPU in one compiled pass over the Gaussians.
 
         gsplat's version (clone, mask, gather, norm, two index_add_ and a gather-max) runs serially on CPU:
-        0.7 ms of a 16 ms step at 128² with 16k Gaussians, 3 ms with 100k; this pass, 0.04 and 0.15. Sums are the same float32 operations in the same order; the largest
-        radius is a true maximum over cameras where gsplat's scatter keeps the last camera's (the same with
-        the one camera a refinement step renders)."""
+        0.7 ms of a 16 ms step at 128² with 16k Gaussians, 3 ms with 100k; this pass, 0.04 and 0.15. Sums
+        are the same float32 operations in the same order; the largest radius is a true maximum over
+        cameras where gsplat's scatter keeps the last camera's (the same with the one camera a refinement
+        step renders)."""
         means2d = info[self.key_for_gradient]
         if packed or means2d.device.type != "cpu":
             return super()._update_state(params, state, info, packed=packed)
