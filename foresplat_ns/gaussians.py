@@ -123,8 +123,13 @@ class Gaussians:
     def activated_opacities(self) -> Tensor:
         return torch.sigmoid(self.opacities).squeeze(-1)
 
-    def sh_coefficients(self) -> Tensor:
-        return torch.cat([self.features_dc[..., None, :], self.features_rest], dim=-2)
+    def sh_coefficients(self, sh_degree: Optional[int] = None) -> Tensor:
+        """[..., N, K, 3] coefficients of every band, or of the (sh_degree+1)^2 a render at `sh_degree` reads: the
+        bands left out are then outside the autograd graph (no zero gradient is built for them, no copy made)."""
+        if sh_degree == 0:
+            return self.features_dc[..., None, :]
+        rest = self.features_rest if sh_degree is None else self.features_rest[..., : num_sh_bases(sh_degree) - 1, :]
+        return torch.cat([self.features_dc[..., None, :], rest], dim=-2)
 
     def rgb(self) -> Tensor:
         return sh_to_rgb(self.features_dc).clamp(0.0, 1.0)

@@ -19,7 +19,10 @@ from foresplat_ns.start import StartConfig
 
 STEPS = 36
 # Densify every 10 steps from step 5 on, everything splits: a short run that grows, splits and prunes.
-SCHEDULE = dict(warmup_length=5, refine_every=10, reset_alpha_every=1000, densify_grad_thresh=1e-7, background_color="black")
+# SH degree rises every 12 steps: bands above it get no gradient in the Refiner and a zero one in ns-train.
+SCHEDULE = dict(
+    warmup_length=5, refine_every=10, reset_alpha_every=1000, densify_grad_thresh=1e-7, background_color="black", sh_degree_interval=12
+)
 
 
 @pytest.mark.slow
@@ -72,6 +75,73 @@ def test_refiner_steps_equal_ns_train_foresplat_steps(small_scene):
     assert model.num_points == grown
     for name, value in refiner.gaussians.items():
         torch.testing.assert_close(model.gauss_params[name].detach(), value.detach(), atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("earlier_gradients", [0, 2])
+def test_splatfacto_adam_steps_a_parameter_without_gradient_as_torch_adam_steps_a_zero_gradient(earlier_gradients):
+    """No gradient is a zero one: with zero moments only the step count moves (no pass over the values),
+    with moments from earlier gradients (`earlier_gradients` steps of them) the full zero-gradient step."""
+    from foresplat_ns.refine.adam import SplatfactoAdam
+
+    start = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    ours, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    optimisers = SplatfactoAdam([ours], lr=0.1, eps=1e-15, fused=True), torch.optim.Adam([reference], lr=0.1, eps=1e-15, fused=True)
+    for step in range(earlier_gradients + 4):
+        gradient = torch.randn(50, 3) if step < earlier_gradients else None
+        ours.grad = gradient
+        reference.grad = torch.zeros(50, 3) if gradient is None else gradient.clone()
+        for optimiser in optimisers:
+            optimiser.step()
+        assert ours.grad is gradient, "the zero gradient filled in must not stay behind"
+        assert torch.equal(ours, reference)
+        state, reference_state = optimisers[0].state[ours], optimisers[1].state[reference]
+        assert all(torch.equal(state[key], reference_state[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+    assert torch.equal(ours, start) == (earlier_gradients == 0)
+
+
+def test_leaving_sh_bands_above_the_active_degree_out_of_the_graph_changes_no_bit(monkeypatch):
+    """The Refiner renders only the active SH bands and `SplatfactoAdam` steps the others without
+    arithmetic; the result is bit for bit splatfacto's way (every band rendered, torch's Adam stepping their
+    zero gradients), across the degree rises and densification. The slow test above checks ns-train's."""
+    from foresplat_ns.refine import View
+    from foresplat_ns.refine import refiner as refiner_module
+
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    depth = 2 + 2 * torch.rand(n, 1, generator=g)
+    means = torch.cat([(torch.rand(n, 2, generator=g) - 0.5) * depth, depth], dim=-1)
+    start = Gaussians.from_activated(
+        means=means, scales=0.02 + 0.1 * torch.rand(n, 3, generator=g), quats=torch.randn(n, 4, generator=g),
+        opacities=0.2 + 0.7 * torch.rand(n, generator=g), rgb=torch.rand(n, 3, generator=g), sh_degree=3,
+        features_rest=0.1 * torch.randn(n, 15, 3, generator=g),
+    )  # fmt: skip
+    views = [
+        View(image=torch.rand(24, 32, 3, generator=g), viewmat=torch.eye(4), K=torch.tensor([[30.0, 0, 16], [0, 30, 12], [0, 0, 1]]))
+        for _ in range(3)
+    ]
+    config = RefineConfig(sh_degree_interval=4, warmup_length=3, refine_every=5, densify_grad_thresh=1e-7, reset_alpha_every=1000)
+
+    def refine(splatfactos_way: bool) -> Refiner:
+        if splatfactos_way:
+            render_view = refiner_module.render_view
+            monkeypatch.setattr(
+                refiner_module, "render_view", lambda *args, **kwargs: render_view(*args, **{**kwargs, "active_bands_only": False})
+            )
+            monkeypatch.setattr(refiner_module, "SplatfactoAdam", torch.optim.Adam)
+        torch.manual_seed(0)  # gsplat's splits sample from the global generator
+        refiner = Refiner(start, config, len(views), densify=True, generator=torch.Generator().manual_seed(1))
+        for step in range(18):  # degrees 0, 1, 2, 3 and three densifications
+            refiner.train_step(views[step % len(views)])
+        monkeypatch.undo()
+        return refiner
+
+    ours, splatfactos = refine(splatfactos_way=False), refine(splatfactos_way=True)
+    assert type(splatfactos.optimizers["features_rest"]) is torch.optim.Adam
+    assert ours.gaussians.num_gaussians > n, "densification must have grown the set for this test to mean anything"
+    for name in ours.params:
+        assert torch.equal(ours.params[name], splatfactos.params[name]), name
+        state, reference = ours.optimizers[name].state[ours.params[name]], splatfactos.optimizers[name].state[splatfactos.params[name]]
+        assert state.keys() == reference.keys() and all(torch.equal(state[key], reference[key]) for key in state), name
 
 
 @pytest.mark.parametrize("kernels", ["compiled", "torch"])

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from foresplat_ns.gaussians import Gaussians
+from foresplat_ns.refine.adam import SplatfactoAdam
 from foresplat_ns.refine.config import RefineConfig
 from foresplat_ns.refine.loss import photometric_loss, psnr, ssim
 from foresplat_ns.refine.render import View, background_for_step, composite_over, render_view
@@ -19,8 +20,8 @@ from foresplat_ns.refine.strategy import make_strategy
 class Refiner:
     """Adam refinement of one set of Gaussians, step by step, exactly as test time runs it.
 
-    It owns leaf parameters initialised from `gaussians` (detached copies), one fused Adam per field as
-    nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`) with their schedules, and, when
+    It owns leaf parameters initialised from `gaussians` (detached copies), one fused `SplatfactoAdam` per
+    field as nerfstudio builds them (`RefineConfig.nerfstudio_optimizers`) with their schedules, and, when
     `densify` is set, gsplat's DefaultStrategy with its pre/post-backward hooks. `loss_and_grad` and `apply` are split so MetaGrad can read the
     plain gradient of each state before the step moves it. `phase` wraps each part of a step (render,
     strategy, loss, validation, backward, adam): `foresplat-bench step` times the very step this runs.
@@ -38,7 +39,7 @@ class Refiner:
         self.generator = generator
         self.params = torch.nn.ParameterDict({name: torch.nn.Parameter(t.detach().clone()) for name, t in gaussians.items()})
         self.optimizers = {
-            name: torch.optim.Adam([self.params[name]], lr=lr, eps=config.adam_eps, fused=True)
+            name: SplatfactoAdam([self.params[name]], lr=lr, eps=config.adam_eps, fused=True)
             for name, lr in config.learning_rates().items()
         }
         self.strategy = make_strategy(config, num_train_views) if densify else None
@@ -58,8 +59,9 @@ class Refiner:
         background = background_for_step(self.config, True, self.generator, view.image.device, view.image.dtype)
         with self.phase("render"):
             pred, info = render_view(
-                self.gaussians, view, self.config.active_sh_degree(self.step), background, absgrad=self.config.use_absgrad
-            )
+                self.gaussians, view, self.config.active_sh_degree(self.step), background,
+                absgrad=self.config.use_absgrad, active_bands_only=True,
+            )  # fmt: skip
         if self.strategy is not None:
             with self.phase("strategy"):
                 self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, self.step, info)
@@ -114,7 +116,7 @@ class Refiner:
         gaussians = self.gaussians
         for view in views:
             background = background_for_step(self.config, False, None, view.image.device, view.image.dtype)
-            pred, _ = render_view(gaussians, view, self.config.active_sh_degree(self.step), background)
+            pred, _ = render_view(gaussians, view, self.config.active_sh_degree(self.step), background, active_bands_only=True)
             target = composite_over(view.image, background)
             pred_nchw, target_nchw = pred.permute(2, 0, 1)[None], target.permute(2, 0, 1)[None]
             totals["psnr"] += float(psnr(pred, target))

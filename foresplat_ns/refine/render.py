@@ -50,18 +50,23 @@ def render_gaussians(
     background: Tensor,
     render_mode: str = "RGB",
     absgrad: bool = False,
+    active_bands_only: bool = False,
 ) -> Tuple[Tensor, Tensor, Optional[Tensor], dict]:
     """Render cameras the way splatfacto does: colour over `background`, clamped to [0,1].
 
     viewmats [C,4,4] (world-to-camera, OpenCV), Ks [C,3,3]. Returns rgb [C,H,W,3], alpha [C,H,W,1],
-    depth [C,H,W,1] for the "+D"/"+ED" render modes (else None), and the rasteriser's info.
+    depth [C,H,W,1] for the "+D"/"+ED" render modes (else None), and the rasteriser's info. Splatfacto hands
+    the rasteriser every SH band, so bands above `sh_degree` get a zero gradient; `active_bands_only` hands
+    it only the bands it reads (same image), and those above get no gradient at all (`SplatfactoAdam` then
+    takes splatfacto's step for them without the arithmetic).
     """
+    sh_degree = min(sh_degree, gaussians.sh_degree)
     render, alpha, info = rasterization(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=gaussians.activated_scales(),
         opacities=gaussians.activated_opacities(),
-        colors=gaussians.sh_coefficients(),
+        colors=gaussians.sh_coefficients(sh_degree if active_bands_only else None),
         viewmats=viewmats,
         Ks=Ks,
         width=width,
@@ -70,7 +75,7 @@ def render_gaussians(
         near_plane=0.01,
         far_plane=1e10,
         render_mode=render_mode,
-        sh_degree=min(sh_degree, gaussians.sh_degree),
+        sh_degree=sh_degree,
         absgrad=absgrad,
     )
     rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
@@ -78,11 +83,14 @@ def render_gaussians(
     return rgb, alpha, depth, info
 
 
-def render_view(gaussians: Gaussians, view: View, sh_degree: int, background: Tensor, absgrad: bool = False):
+def render_view(
+    gaussians: Gaussians, view: View, sh_degree: int, background: Tensor, absgrad: bool = False, active_bands_only: bool = False
+):
     """Render one refinement view: rgb [H,W,3] and the rasteriser's info."""
     rgb, _, _, info = render_gaussians(
-        gaussians, view.viewmat[None], view.K[None], view.width, view.height, sh_degree, background, absgrad=absgrad
-    )
+        gaussians, view.viewmat[None], view.K[None], view.width, view.height, sh_degree, background,
+        absgrad=absgrad, active_bands_only=active_bands_only,
+    )  # fmt: skip
     return rgb[0], info
 
 
