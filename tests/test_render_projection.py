@@ -11,6 +11,7 @@ from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_cova
 from foresplat_ns.render.projection import camera_centres, covariance_factor, project_gaussians
 from foresplat_ns.render.projection_kernel import project_gaussians_compiled
 from foresplat_ns.render.sh import evaluate_sh
+from foresplat_ns.render.sh_kernel import sh_colors_compiled
 
 WIDTH, HEIGHT = 64, 48
 
@@ -115,6 +116,45 @@ def test_spherical_harmonics_match_gsplat(degree):
     reference = torch.autograd.grad((theirs * weights).sum(), their_inputs, allow_unused=True, materialize_grads=True)
     for grad, expected in zip(mine, reference):
         torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def _sh_colours_inputs(degree: int, n_cameras: int, dtype=torch.float64):
+    """Gaussians around cameras, one exactly at the first camera's centre (a zero direction), 16 bands."""
+    generator = torch.Generator().manual_seed(10 + degree)
+    means = torch.randn(300, 3, generator=generator, dtype=torch.float64) * 3
+    coeffs = torch.randn(300, 16, 3, generator=generator, dtype=torch.float64)
+    centres = torch.randn(n_cameras, 3, generator=generator, dtype=torch.float64)
+    means[0] = centres[0]
+    return [t.to(dtype) for t in (means, coeffs, centres)]
+
+
+def _sh_colours_reference(degree, means, coeffs, centres):
+    return torch.clamp_min(evaluate_sh(degree, means[None] - centres[:, None], coeffs) + 0.5, 0.0)
+
+
+@pytest.mark.parametrize("degree, n_cameras", [(1, 1), (2, 3), (3, 2)])
+def test_compiled_sh_colours_match_torch_values_and_gradients(degree, n_cameras):
+    """The numba SH colours and their hand-written backward against evaluate_sh + 0.5 clamped at 0 (autograd),
+    float64: clamped and unclamped colours, bands the degree does not read (zero gradients), a Gaussian at a
+    camera centre, gradients into the means, the coefficients and the camera centres."""
+    results = []
+    for colours in (_sh_colours_reference, sh_colors_compiled):
+        inputs = [t.clone().requires_grad_(True) for t in _sh_colours_inputs(degree, n_cameras)]
+        value = colours(degree, *inputs)
+        weights = torch.randn(value.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        results.append((value, *torch.autograd.grad((value * weights).sum(), inputs)))
+    reference, ours = results
+    assert bool((reference[0] == 0).any()) and bool((reference[0] > 0).any()), "both sides of the clamp must be tested"
+    assert bool((reference[2][:, (degree + 1) ** 2 :] == 0).all())
+    for value, expected in zip(ours, reference):
+        torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_sh_colours_float32_match_torch():
+    means, coeffs, centres = _sh_colours_inputs(3, 2, torch.float32)
+    torch.testing.assert_close(
+        sh_colors_compiled(3, means, coeffs, centres), _sh_colours_reference(3, means, coeffs, centres), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("with_compensations", [False, True])

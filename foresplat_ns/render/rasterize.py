@@ -19,6 +19,7 @@ from .projection import camera_centres, project_gaussians
 from .projection_kernel import project_gaussians_compiled
 from .reference import reference_composite
 from .sh import evaluate_sh
+from .sh_kernel import MAX_COMPILED_SH_DEGREE, sh_colors_compiled
 from .tiles import build_tile_layout
 from .validation import validate_rasterization_inputs
 
@@ -31,10 +32,10 @@ BLOCK_SIZE = 8
 CpuKernel = Literal["compiled", "torch"]
 CPU_KERNELS: Tuple[CpuKernel, ...] = ("compiled", "torch")
 CPU_KERNEL: CpuKernel = "compiled"
-"""The CPU kernels: "compiled" (numba loops: projection_kernel.py, composite_kernel.py and the loss's
-refine/ssim_kernel.py, the fast default) or "torch" (the PyTorch projection, vectorised compositor and
-SSIM: projection.py, composite.py and `refine.loss.ssim_reference`, kept as the references the compiled
-ones are tested against). Switch it with `use_cpu_kernels`."""
+"""The CPU kernels: "compiled" (numba loops: projection_kernel.py, sh_kernel.py, composite_kernel.py and the
+loss's refine/ssim_kernel.py, the fast default) or "torch" (the PyTorch projection, SH colours, vectorised
+compositor and SSIM: projection.py, sh.py, composite.py and `refine.loss.ssim_reference`, kept as the
+references the compiled ones are tested against). Switch it with `use_cpu_kernels`."""
 
 
 @contextmanager
@@ -180,6 +181,9 @@ def _per_view_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree:
     n_cameras, n_gaussians = viewmats.shape[0], means.shape[0]
     if sh_degree is None:
         return colors.expand(n_cameras, n_gaussians, colors.shape[-1]) if colors.dim() == 2 else colors
+    # degree 0 reads no direction: PyTorch's expand of band 0 is faster than any loop
+    if CPU_KERNEL == "compiled" and colors.dim() == 3 and 1 <= sh_degree <= MAX_COMPILED_SH_DEGREE:
+        return sh_colors_compiled(sh_degree, means, colors, camera_centres(viewmats))
     dirs = means[None] - camera_centres(viewmats)[:, None]  # [C, N, 3]
     # [N, K, 3] coefficients broadcast over the cameras inside evaluate_sh: expanding them here first made
     # the backward reduce a whole [C, N, K, 3] gradient every step (~1 ms at 16k Gaussians, K = 16)
