@@ -11,7 +11,7 @@ import torch
 from gsplat.strategy import DefaultStrategy
 
 from foresplat_ns.refine.config import RefineConfig
-from foresplat_ns.render.numba_config import launch
+from foresplat_ns.render.numba_config import kernel_array, launch
 
 _GAUSSIANS_PER_TASK = 4096
 
@@ -62,7 +62,7 @@ class PredictedInitStrategy(DefaultStrategy):
                 state[key] = torch.zeros(n_gaussians)
         width, height, n_cameras = info["width"], info["height"], info["n_cameras"]
         launch(
-            _accumulate_screen_statistics, grads.detach().to(torch.float32).contiguous().numpy(),
+            _accumulate_screen_statistics, kernel_array(grads, torch.float32),
             info["radii"].contiguous().numpy(), np.float32(width / 2.0 * n_cameras), np.float32(height / 2.0 * n_cameras),
             np.float32(max(width, height)), state["grad2d"].numpy(), state["count"].numpy(),
             state["radii"].numpy() if track_radii else np.zeros(0, np.float32), track_radii, chunk=_GAUSSIANS_PER_TASK,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import VECTORISING_FASTMATH, interleaved, kernel_threads, kernels_by_dtype, launch, runs_per_thread
+from .numba_config import VECTORISING_FASTMATH, interleaved, kernel_array, kernel_threads, kernels_by_dtype, launch, runs_per_thread
 from .tiles import MIN_ALPHA, TileLayout
 
 _BLOCKS_PER_TASK = 4
@@ -234,17 +234,13 @@ def _add_rows(ids, rows, out):
 _kernels = kernels_by_dtype(_compile)
 
 
-def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
-    return tensor.detach().to(dtype).contiguous().numpy()
-
-
 def _tables(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) -> Tuple[np.ndarray, np.ndarray]:
     """Per-Gaussian rows [C*N, 7] (mean, conic, log opacity, opacity) and colours [C*N, D]."""
     with torch.no_grad():
         opacity = opacities.reshape(-1, 1)
         log_opacity = torch.log(opacity.clamp_min(torch.finfo(opacity.dtype).tiny))
         table = torch.cat([means2d.reshape(-1, 2), conics.reshape(-1, 3), log_opacity, opacity], dim=-1)
-    return _array(table, colors.dtype), _array(colors.reshape(-1, colors.shape[-1]), colors.dtype)
+    return kernel_array(table, colors.dtype), kernel_array(colors.reshape(-1, colors.shape[-1]), colors.dtype)
 
 
 def _lists(layout: TileLayout, width: int, height: int) -> tuple:
@@ -306,8 +302,8 @@ class CompiledComposite(torch.autograd.Function):
         grads = torch.empty(layout.ids.numel(), _GRAD_COLUMNS + depth, dtype=dtype)  # the kernel writes every row
         launch(
             backward, *ctx.tables, *_lists(layout, ctx.width, ctx.height), colour.numpy(),
-            final_t.numpy(), used.numpy(), ctx.touched, _array(grad_render, dtype), _array(grad_alpha[..., 0], dtype),
-            _array(background_rows, dtype), grads.numpy(), *_shares(layout), chunk=_BLOCKS_PER_TASK,
+            final_t.numpy(), used.numpy(), ctx.touched, kernel_array(grad_render, dtype), kernel_array(grad_alpha[..., 0], dtype),
+            kernel_array(background_rows, dtype), grads.numpy(), *_shares(layout), chunk=_BLOCKS_PER_TASK,
         )  # fmt: skip
         per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
         _add_rows(layout.ids.numpy(), grads.numpy(), per_gaussian.numpy())

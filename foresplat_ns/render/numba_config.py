@@ -90,6 +90,11 @@ def interleaved(i, per_thread, threads, group):
     return ((k // group) * threads + thread) * group + k % group
 
 
+def kernel_array(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """`tensor` as the contiguous numpy array of `dtype` a kernel reads (no copy where it already is one)."""
+    return tensor.detach().to(dtype).contiguous().numpy()
+
+
 def kernels_by_dtype(compile: Callable) -> Callable:
     """`compile(numpy float dtype, *constants)`, memoised per (torch dtype, *constants): each set of kernels is
     built (and found in numba's cache) once per process."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import launch
+from .numba_config import kernel_array, launch
 from .projection import Projection
 
 _GAUSSIANS_PER_TASK = 1024
@@ -236,10 +236,6 @@ def _backward(
         grad_quats[n, 3] = (gqz - qz * along) * scale
 
 
-def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
-    return tensor.detach().to(dtype).contiguous().numpy()
-
-
 class CompiledProjection(torch.autograd.Function):
     """(means, quats, scales, viewmats) -> (means2d, depths, conics, compensations, radii), as
     `project_gaussians` computes them; differentiable w.r.t. all four (Ks is not)."""
@@ -252,7 +248,7 @@ class CompiledProjection(torch.autograd.Function):
         conics = torch.empty(n_cameras, n_gaussians, 3, dtype=dtype)
         radii = torch.empty(n_cameras, n_gaussians, dtype=torch.int32)
         compensations = torch.empty(n_cameras if with_compensations else 0, n_gaussians, dtype=dtype)
-        inputs = [_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)]
+        inputs = [kernel_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)]
         launch(
             _forward, *inputs, float(width), float(height), float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
             means2d.numpy(), depths.numpy(), conics.numpy(), radii.numpy(), compensations.numpy(), chunk=_GAUSSIANS_PER_TASK,
@@ -269,9 +265,9 @@ class CompiledProjection(torch.autograd.Function):
         grads = [torch.empty(n_gaussians, k, dtype=dtype) for k in (3, 4, 3)]
         grad_view = torch.empty(n_cameras if ctx.needs_input_grad[3] else 0, n_gaussians, 12, dtype=dtype)
         launch(
-            _backward, *(_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)), *ctx.geometry, radii.numpy(),
-            _array(grad_means2d, dtype), _array(grad_depths, dtype), _array(grad_conics, dtype),
-            _array(grad_compensations, dtype), *(g.numpy() for g in grads), grad_view.numpy(), np.empty((n_gaussians, 27)),
+            _backward, *(kernel_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)), *ctx.geometry, radii.numpy(),
+            kernel_array(grad_means2d, dtype), kernel_array(grad_depths, dtype), kernel_array(grad_conics, dtype),
+            kernel_array(grad_compensations, dtype), *(g.numpy() for g in grads), grad_view.numpy(), np.empty((n_gaussians, 27)),
             chunk=_GAUSSIANS_PER_TASK,
         )  # fmt: skip
         grad_viewmats = None

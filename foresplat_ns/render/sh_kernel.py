@@ -2,7 +2,7 @@
 loops with a hand-written backward.
 
 In PyTorch this is a dozen elementwise ops over [C, N, K] and [C, N, K, 3] tensors forward and twice as many
-in autograd's backward: at 50k Gaussians and degree 3 about 27 ms a step on one thread, more than the
+in autograd's backward: at 50k Gaussians and degree 3 27-35 ms a step on one thread, more than the
 compositor. Here one loop over the Gaussians (in parallel, cameras inside) does the forward and one the
 backward, recomputing the bases instead of saving them. Arithmetic is in float64 whatever the input dtype
 (outputs are rounded to it), as in projection_kernel.py. Degrees 0-3 (splatfacto's range); sh.py stays the
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import launch
+from .numba_config import kernel_array, launch
 from .sh import _C0, _C1, _C2, _C3, num_sh_bases
 
 MAX_COMPILED_SH_DEGREE = 3
@@ -151,10 +151,6 @@ def _backward(means, coeffs, centres, count, grad_colors, grad_means, grad_coeff
             grad_means[n, 0], grad_means[n, 1], grad_means[n, 2] = gm0, gm1, gm2
 
 
-def _array(tensor: Tensor, dtype: torch.dtype) -> np.ndarray:
-    return tensor.detach().to(dtype).contiguous().numpy()
-
-
 class CompiledSHColors(torch.autograd.Function):
     """(means [N, 3], coeffs [N, K, 3], camera centres [C, 3]) -> colours [C, N, 3]; differentiable w.r.t. all three."""
 
@@ -162,7 +158,7 @@ class CompiledSHColors(torch.autograd.Function):
     def forward(ctx, means, coeffs, centres, sh_degree):
         count, dtype = num_sh_bases(sh_degree), means.dtype
         colors = torch.empty(centres.shape[0], means.shape[0], 3, dtype=dtype)
-        arrays = [_array(t, dtype) for t in (means, coeffs, centres)]
+        arrays = [kernel_array(t, dtype) for t in (means, coeffs, centres)]
         launch(_forward, *arrays, count, colors.numpy(), chunk=1)
         ctx.count = count
         ctx.save_for_backward(means, coeffs, centres)
@@ -175,7 +171,7 @@ class CompiledSHColors(torch.autograd.Function):
         grad_means, grad_coeffs = torch.empty(n, 3, dtype=dtype), torch.empty(coeffs.shape, dtype=dtype)
         grad_centres = torch.empty(centres.shape[0] if ctx.needs_input_grad[2] else 0, n, 3, dtype=dtype)
         launch(
-            _backward, *(_array(t, dtype) for t in (means, coeffs, centres)), ctx.count, _array(grad_colors, dtype),
+            _backward, *(kernel_array(t, dtype) for t in (means, coeffs, centres)), ctx.count, kernel_array(grad_colors, dtype),
             grad_means.numpy(), grad_coeffs.numpy(), grad_centres.numpy(), chunk=1,
         )  # fmt: skip
         return grad_means, grad_coeffs, grad_centres.sum(1) if ctx.needs_input_grad[2] else None, None
