@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from foresplat_ns.bench.step import PHASES, PhaseTimer, machine_thread_scaling, prediction_workload, time_configurations, timed_step
@@ -55,3 +56,18 @@ def test_machine_thread_scaling_is_measured_against_one_thread():
     ceiling = machine_thread_scaling((1, 2))
     assert list(ceiling) == [2] and ceiling[2] > 0
     assert torch.get_num_threads() == threads
+
+
+def test_timed_steps_render_the_sh_degree_asked_for_after_the_warm_up(tmp_path, monkeypatch):
+    from foresplat_ns.refine import refiner as refiner_module
+
+    gaussians, views = prediction_workload(32, seed=3, folder=tmp_path)
+    degrees = []
+    render_view = refiner_module.render_view
+    monkeypatch.setattr(
+        refiner_module, "render_view", lambda g, view, degree, *a, **k: degrees.append(degree) or render_view(g, view, degree, *a, **k)
+    )
+    time_configurations(gaussians, views, [("compiled", 1)], steps=2, warmup=3, seed=0, sh_degree=3)
+    assert degrees == [0, 1, 2, 3, 3]
+    with pytest.raises(ValueError, match="--sh-degree 3"):
+        time_configurations(gaussians, views, [("compiled", 1)], steps=1, warmup=2, seed=0, sh_degree=3)

@@ -6,11 +6,12 @@ compositing; the argument checks counted under validation), loss, backward, Adam
 strategy's hooks, and validation (the rasteriser's argument checks and the refiner's finiteness checks).
 Each image size and thread count times the compiled kernels (projection, compositor, SSIM) and the PyTorch
 ones in the same run, so the ratios printed compare like with like; the median over the timed steps is
-reported.
+reported. `--sh-degree` times the steps a refinement takes later on, rendering its higher SH bands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -40,6 +41,9 @@ class StepBenchConfig:
     warmup: int = 5
     """Untimed steps first: the kernels' first-call set-up and the allocator's warm-up."""
     seed: int = 0
+    sh_degree: int = 0
+    """SH degree the timed steps render: 0 as a refinement's first 500 steps (and MetaGrad's inner loops) do,
+    1-3 as its later ones (reached within the warm-up steps; nothing else about the steps changes)."""
     output: Optional[Path] = Path("bench-step.json")
     """Where to write the rows as JSON (None: nowhere)."""
 
@@ -117,7 +121,7 @@ def prediction_workload(size: int, seed: int, folder: Path):
 
 
 def time_configurations(
-    gaussians, views, configurations: List[Tuple[str, int]], steps: int, warmup: int, seed: int
+    gaussians, views, configurations: List[Tuple[str, int]], steps: int, warmup: int, seed: int, sh_degree: int = 0
 ) -> List[Dict[str, float]]:
     """Median milliseconds per phase (and in all) of each (kernels, threads) configuration over `steps` seeded,
     densifying refinement steps after `warmup` untimed ones.
@@ -131,12 +135,17 @@ def time_configurations(
     from foresplat_ns.refine import RefineConfig, Refiner
     from foresplat_ns.render.rasterize import use_cpu_kernels
 
+    if not 0 <= sh_degree <= min(warmup, gaussians.sh_degree):
+        raise ValueError(
+            f"--sh-degree {sh_degree}: the prediction has degree {gaussians.sh_degree}, reached after one warm-up step per degree"
+        )
+    refine = dataclasses.replace(RefineConfig(), sh_degree=sh_degree, sh_degree_interval=1)  # one degree more each step
     threads_before = torch.get_num_threads()
     refiners = []
     for _ in configurations:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        refiners.append(Refiner(gaussians, RefineConfig(), len(views), densify=True, generator=generator))
+        refiners.append(Refiner(gaussians, refine, len(views), densify=True, generator=generator))
     per_step: List[List[Dict[str, float]]] = [[] for _ in configurations]
     try:
         for step in track(range(warmup + steps), description="timing steps in turn", transient=True):
@@ -174,13 +183,13 @@ def run_step_bench(config: StepBenchConfig) -> List[Dict]:
         for size in config.sizes:
             gaussians, views = prediction_workload(size, config.seed, Path(folder))
             configurations = [(kernels, threads) for threads in config.threads for kernels in CPU_KERNELS]
-            timed = time_configurations(gaussians, views, configurations, config.steps, config.warmup, config.seed)
+            timed = time_configurations(gaussians, views, configurations, config.steps, config.warmup, config.seed, config.sh_degree)
             for (kernels, threads), ms in zip(configurations, timed):
                 rows.append({"size": size, "threads": threads, "kernels": kernels, "gaussians": gaussians.num_gaussians, **ms})
             done = ", ".join(f"{kernels} x{threads} {ms['total']:.1f} ms" for (kernels, threads), ms in zip(configurations, timed))
             console.print(f"  done {size}x{size}: {done}")
 
-    table = Table(title="one refinement step from the shipped prediction, ms (median)")
+    table = Table(title=f"one refinement step from the shipped prediction at SH degree {config.sh_degree}, ms (median)")
     for column in ("image", "threads", "kernels", *PHASES, "total", "speed-up", "2 vs 1 thread"):
         table.add_column(column, justify="right")
     by_key = {(r["size"], r["threads"], r["kernels"]): r for r in rows}
