@@ -4,7 +4,7 @@ The step is `Refiner.train_step` from the shipped compact backbone's prediction 
 (densification on, as `ns-train foresplat` runs), taken apart into render forward (projection, tiling,
 compositing; the argument checks counted under validation), loss, backward, Adam, the densification
 strategy's hooks, and validation (the rasteriser's argument checks and the refiner's finiteness checks).
-Each image size and thread count times the compiled kernels (projection, compositor, SSIM) and the PyTorch
+Each image size and thread count times the compiled kernels (projection, SH colours, compositor, SSIM) and the PyTorch
 ones in the same run, so the ratios printed compare like with like; the median over the timed steps is
 reported. `--sh-degree` times the steps a refinement takes later on, rendering its higher SH bands.
 """
