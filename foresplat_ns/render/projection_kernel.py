@@ -26,8 +26,8 @@ from .projection import Projection
 
 _GAUSSIANS_PER_TASK = 1024
 """Gaussians a thread takes at a time (their costs are alike; small tasks would cost their scheduling)."""
-_NORM_EPS = 1e-12
-"""torch.nn.functional.normalize's floor on the quaternion norm."""
+NORMALIZE_EPS = 1e-12
+"""torch.nn.functional.normalize's floor on a norm (quaternions here, SH directions in sh_kernel.py)."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -35,7 +35,7 @@ def _factor(quats, scales, n):
     """Unit quaternion (w, x, y, z), its norm, and M = R(q) diag(s) (row-major 9-tuple)."""
     qw, qx, qy, qz = float(quats[n, 0]), float(quats[n, 1]), float(quats[n, 2]), float(quats[n, 3])
     norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-    inv = 1.0 / max(norm, _NORM_EPS)
+    inv = 1.0 / max(norm, NORMALIZE_EPS)
     w, x, y, z = qw * inv, qx * inv, qy * inv, qz * inv
     s0, s1, s2 = float(scales[n, 0]), float(scales[n, 1]), float(scales[n, 2])
     rotation = (
@@ -228,8 +228,8 @@ def _backward(
         gqy = 2 * (-2 * qy * gR[0] + qx * gR[1] + w * gR[2] + qx * gR[3] + qz * gR[5] - w * gR[6] + qz * gR[7] - 2 * qy * gR[8])
         gqz = 2 * (-2 * qz * gR[0] - w * gR[1] + qx * gR[2] + w * gR[3] - 2 * qz * gR[4] + qy * gR[5] + qx * gR[6] + qy * gR[7])
         # q / max(|q|, eps): the norm's own gradient only where it is not clamped
-        scale = 1.0 / max(norm, _NORM_EPS)
-        along = (w * gw + qx * gqx + qy * gqy + qz * gqz) if norm >= _NORM_EPS else 0.0
+        scale = 1.0 / max(norm, NORMALIZE_EPS)
+        along = (w * gw + qx * gqx + qy * gqy + qz * gqz) if norm >= NORMALIZE_EPS else 0.0
         grad_quats[n, 0] = (gw - w * along) * scale
         grad_quats[n, 1] = (gqx - qx * along) * scale
         grad_quats[n, 2] = (gqy - qy * along) * scale

@@ -5,8 +5,9 @@ In PyTorch this is a dozen elementwise ops over [C, N, K] and [C, N, K, 3] tenso
 in autograd's backward: at 50k Gaussians and degree 3 27-35 ms a step on one thread, more than the
 compositor. Here one loop over the Gaussians (in parallel, cameras inside) does the forward and one the
 backward, recomputing the bases instead of saving them. Arithmetic is in float64 whatever the input dtype
-(outputs are rounded to it), as in projection_kernel.py. Degrees 0-3 (splatfacto's range); sh.py stays the
-reference the tests compare with, and renders degree 4.
+(outputs are rounded to it), as in projection_kernel.py. Degrees 0-3; the rasteriser uses it for 1-3 (degree
+0 reads no direction, and PyTorch's expand of band 0 is faster), and sh.py, the reference the tests compare
+with, renders degrees 0 and 4.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import torch
 from torch import Tensor
 
 from .numba_config import kernel_array, launch
+from .projection_kernel import NORMALIZE_EPS
 from .sh import _C0, _C1, _C2, _C3, num_sh_bases
 
 MAX_COMPILED_SH_DEGREE = 3
 _GAUSSIANS_PER_TASK = 1024
 """Gaussians a thread takes at a time (their costs are alike; small tasks would cost their scheduling)."""
-_NORM_EPS = 1e-12
-"""torch.nn.functional.normalize's floor on the direction's norm."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -88,7 +88,7 @@ def _direction(means, centres, n, c):
     dy = float(means[n, 1]) - float(centres[c, 1])
     dz = float(means[n, 2]) - float(centres[c, 2])
     norm = math.sqrt(dx * dx + dy * dy + dz * dz)
-    inv = 1.0 / max(norm, _NORM_EPS)
+    inv = 1.0 / max(norm, NORMALIZE_EPS)
     return dx * inv, dy * inv, dz * inv, norm, inv
 
 
@@ -141,7 +141,7 @@ def _backward(means, coeffs, centres, count, grad_colors, grad_means, grad_coeff
                         grad_coeffs[n, k, 2] += bases[k] * g2
                 gx, gy, gz = _direction_gradient(x, y, z, count, grad_bases)
                 # (x, y, z) = d / max(|d|, eps): the norm's own gradient only where it is not clamped
-                along = (x * gx + y * gy + z * gz) if norm >= _NORM_EPS else 0.0
+                along = (x * gx + y * gy + z * gz) if norm >= NORMALIZE_EPS else 0.0
                 gd0, gd1, gd2 = (gx - x * along) * inv, (gy - y * along) * inv, (gz - z * along) * inv
                 gm0 += gd0
                 gm1 += gd1
