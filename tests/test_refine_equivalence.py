@@ -99,15 +99,11 @@ def test_splatfacto_adam_steps_a_parameter_without_gradient_as_torch_adam_steps_
     assert torch.equal(ours, start) == (earlier_gradients == 0)
 
 
-def test_leaving_sh_bands_above_the_active_degree_out_of_the_graph_changes_no_bit(monkeypatch):
-    """The Refiner renders only the active SH bands and `SplatfactoAdam` steps the others without
-    arithmetic; the result is bit for bit splatfacto's way (every band rendered, torch's Adam stepping their
-    zero gradients), across the degree rises and densification. The slow test above checks ns-train's."""
+def _degree_three_scene(n: int = 60):
+    """Gaussians of SH degree 3 (every band non-zero) in front of the camera, and three target views."""
     from foresplat_ns.refine import View
-    from foresplat_ns.refine import refiner as refiner_module
 
     g = torch.Generator().manual_seed(0)
-    n = 60
     depth = 2 + 2 * torch.rand(n, 1, generator=g)
     means = torch.cat([(torch.rand(n, 2, generator=g) - 0.5) * depth, depth], dim=-1)
     start = Gaussians.from_activated(
@@ -119,6 +115,17 @@ def test_leaving_sh_bands_above_the_active_degree_out_of_the_graph_changes_no_bi
         View(image=torch.rand(24, 32, 3, generator=g), viewmat=torch.eye(4), K=torch.tensor([[30.0, 0, 16], [0, 30, 12], [0, 0, 1]]))
         for _ in range(3)
     ]
+    return start, views
+
+
+def test_leaving_sh_bands_above_the_active_degree_out_of_the_graph_changes_no_bit(monkeypatch):
+    """The Refiner renders only the active SH bands and `SplatfactoAdam` steps the others without
+    arithmetic; the result is bit for bit splatfacto's way (every band rendered, torch's Adam stepping their
+    zero gradients), across the degree rises and densification. The slow test above checks ns-train's."""
+    from foresplat_ns.refine import refiner as refiner_module
+
+    start, views = _degree_three_scene()
+    n = start.num_gaussians
     config = RefineConfig(sh_degree_interval=4, warmup_length=3, refine_every=5, densify_grad_thresh=1e-7, reset_alpha_every=1000)
 
     def refine(splatfactos_way: bool) -> Refiner:
@@ -142,6 +149,40 @@ def test_leaving_sh_bands_above_the_active_degree_out_of_the_graph_changes_no_bi
         assert torch.equal(ours.params[name], splatfactos.params[name]), name
         state, reference = ours.optimizers[name].state[ours.params[name]], splatfactos.optimizers[name].state[splatfactos.params[name]]
         assert state.keys() == reference.keys() and all(torch.equal(state[key], reference[key]) for key in state), name
+
+
+@pytest.mark.parametrize("active_bands_only", [False, True])
+def test_rendering_the_sh_bands_apart_changes_no_bit(monkeypatch, active_bands_only):
+    """On CPU `render_gaussians` hands the rasteriser colours the compiled kernel read from features_dc and
+    features_rest as they are (degrees 1-3): the image and every parameter's gradient are bit for bit those of
+    the rasteriser evaluating the concatenated coefficients itself, at every degree."""
+    from foresplat_ns.refine import render as render_module
+    from foresplat_ns.refine import render_view
+
+    start, views = _degree_three_scene()
+    colours_apart = render_module.sh_colors_from_bands
+    taken = []
+
+    def recorded(*args):
+        taken.append(colours_apart(*args))
+        return taken[-1]
+
+    for degree in range(4):
+        results = []
+        for route in (recorded, lambda *args: None):  # the bands apart, then the concatenation
+            monkeypatch.setattr(render_module, "sh_colors_from_bands", route)
+            params = {name: t.clone().requires_grad_(True) for name, t in start.items()}
+            image, _ = render_view(Gaussians(**params), views[0], degree, torch.zeros(3), active_bands_only=active_bands_only)
+            (image * views[1].image).sum().backward()
+            results.append((image, {name: p.grad for name, p in params.items()}))
+        (image, grads), (expected, expected_grads) = results
+        assert torch.equal(image, expected), degree
+        for name, grad in grads.items():
+            expected_grad = expected_grads[name]
+            assert (grad is None) == (expected_grad is None), (degree, name)
+            assert grad is None or torch.equal(grad, expected_grad), (degree, name)
+        assert (taken.pop() is not None) == (degree > 0), "the compiled kernel evaluates degrees 1-3 from the bands apart"
+    monkeypatch.undo()
 
 
 @pytest.mark.parametrize("kernels", ["compiled", "torch"])

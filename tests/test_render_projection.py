@@ -157,6 +157,27 @@ def test_compiled_sh_colours_float32_match_torch():
     )
 
 
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_compiled_sh_colours_read_bands_apart_as_their_concatenation(degree):
+    """Band 0 and the others given apart (splatfacto's features_dc[:, None] and features_rest) give the
+    concatenation's colours and gradients bit for bit, in float32 as training renders; the bands beyond the
+    degree get zero gradients."""
+    means, coeffs, centres = _sh_colours_inputs(degree, 2, torch.float32)
+    weights = torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(2))
+    together = [t.clone().requires_grad_(True) for t in (means, coeffs)]
+    value = sh_colors_compiled(degree, together[0], together[1], centres)
+    grads = torch.autograd.grad((value * weights).sum(), together)
+    apart = [t.clone().requires_grad_(True) for t in (means, coeffs[:, :1], coeffs[:, 1:])]
+    value_apart = sh_colors_compiled(degree, apart[0], apart[1], centres, apart[2])
+    grads_apart = torch.autograd.grad((value_apart * weights).sum(), apart)
+    assert torch.equal(value_apart, value)
+    assert torch.equal(grads_apart[0], grads[0])
+    assert torch.equal(torch.cat(grads_apart[1:], dim=1), grads[1])
+    assert bool((grads[1][:, (degree + 1) ** 2 :] == 0).all()) and bool((grads[1][:, : (degree + 1) ** 2] != 0).any())
+    with pytest.raises(ValueError, match="reads 16 bands, the coefficients hold 9"):
+        sh_colors_compiled(3, means, coeffs[:, :1], centres, coeffs[:, 1:9])
+
+
 @pytest.mark.parametrize("with_compensations", [False, True])
 def test_compiled_projection_matches_torch_values_and_gradients(with_compensations):
     """The numba projection and its hand-written backward against the PyTorch projection (autograd), float64,

@@ -11,6 +11,7 @@ from torch import Tensor
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine.config import RefineConfig
 from foresplat_ns.render import rasterization
+from foresplat_ns.render.rasterize import sh_colors_from_bands
 
 
 @dataclass
@@ -56,17 +57,23 @@ def render_gaussians(
 
     viewmats [C,4,4] (world-to-camera, OpenCV), Ks [C,3,3]. Returns rgb [C,H,W,3], alpha [C,H,W,1],
     depth [C,H,W,1] for the "+D"/"+ED" render modes (else None), and the rasteriser's info. Splatfacto hands
-    the rasteriser every SH band, so bands above `sh_degree` get a zero gradient; `active_bands_only` hands
-    it only the bands it reads (same image), and those above get no gradient at all (`SplatfactoAdam` then
-    takes splatfacto's step for them without the arithmetic).
+    the rasteriser every SH band, so bands above `sh_degree` get a zero gradient. `active_bands_only` hands
+    it only the bands it reads (same image): at degree 0 features_rest then gets no gradient at all
+    (`SplatfactoAdam` takes splatfacto's step for it without the arithmetic). Where the CPU path's compiled
+    kernels evaluate SH, the colours come from `sh_colors_from_bands`, without concatenating the bands.
     """
     sh_degree = min(sh_degree, gaussians.sh_degree)
+    colors = (
+        None
+        if render_mode in ("D", "ED")
+        else sh_colors_from_bands(gaussians.means, gaussians.features_dc, gaussians.features_rest, viewmats, sh_degree)
+    )
     render, alpha, info = rasterization(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=gaussians.activated_scales(),
         opacities=gaussians.activated_opacities(),
-        colors=gaussians.sh_coefficients(sh_degree if active_bands_only else None),
+        colors=gaussians.sh_coefficients(sh_degree if active_bands_only else None) if colors is None else colors,
         viewmats=viewmats,
         Ks=Ks,
         width=width,
@@ -75,7 +82,7 @@ def render_gaussians(
         near_plane=0.01,
         far_plane=1e10,
         render_mode=render_mode,
-        sh_degree=sh_degree,
+        sh_degree=sh_degree if colors is None else None,
         absgrad=absgrad,
     )
     rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)

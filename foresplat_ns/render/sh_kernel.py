@@ -13,6 +13,7 @@ with, renders degrees 0 and 4.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numba
 import numpy as np
@@ -92,31 +93,42 @@ def _direction(means, centres, n, c):
     return dx * inv, dy * inv, dz * inv, norm, inv
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _load_bands(head, tail, n, count, out):
+    """Gaussian n's first `count` bands, in float64, into out[:count]: bands 0.. from head, the rest from tail."""
+    split = head.shape[1]
+    for k in range(count):
+        for j in range(3):
+            out[k, j] = float(head[n, k, j]) if k < split else float(tail[n, k - split, j])
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _forward(means, coeffs, centres, count, colors):
+def _forward(means, head, tail, centres, count, colors):
     n_gaussians = means.shape[0]
     for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
-        bases = np.empty(16)  # one per task: a scratch row per Gaussian cost its page faults every call
+        bases, coeffs = np.empty(16), np.empty((16, 3))  # one per task: a scratch row per Gaussian cost its page faults every call
         for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
+            _load_bands(head, tail, n, count, coeffs)
             for c in range(centres.shape[0]):
                 x, y, z, _, _ = _direction(means, centres, n, c)
                 _bases(x, y, z, count, bases)
                 for j in range(3):
                     total = 0.5
                     for k in range(count):
-                        total += bases[k] * float(coeffs[n, k, j])
+                        total += bases[k] * coeffs[k, j]
                     colors[c, n, j] = max(total, 0.0)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _backward(means, coeffs, centres, count, grad_colors, grad_means, grad_coeffs, grad_centres):
-    """grad_coeffs [N, K, 3] gets zeros beyond `count`; grad_centres [C, N, 3] per Gaussian, when it has rows."""
-    n_gaussians = means.shape[0]
+def _backward(means, head, tail, centres, count, grad_colors, grad_means, grad_head, grad_tail, grad_centres):
+    """grad_head, grad_tail as head, tail, zeros beyond `count` bands; grad_centres [C, N, 3] per Gaussian, when it has rows."""
+    n_gaussians, split = means.shape[0], head.shape[1]
     for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
         bases, grad_bases = np.empty(16), np.empty(16)
+        coeffs, grad_coeffs = np.empty((16, 3)), np.empty((16, 3))
         for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
-            for k in range(count, grad_coeffs.shape[1]):  # bands the degree does not read
-                grad_coeffs[n, k, 0] = grad_coeffs[n, k, 1] = grad_coeffs[n, k, 2] = 0.0
+            _load_bands(head, tail, n, count, coeffs)
+            grad_coeffs[:count] = 0.0
             gm0 = gm1 = gm2 = 0.0
             for c in range(centres.shape[0]):
                 x, y, z, norm, inv = _direction(means, centres, n, c)
@@ -124,21 +136,17 @@ def _backward(means, coeffs, centres, count, grad_colors, grad_means, grad_coeff
                 # the clamp at 0 passes the gradient where its input is >= 0, as torch.clamp_min's backward
                 raw0 = raw1 = raw2 = 0.5
                 for k in range(count):
-                    raw0 += bases[k] * float(coeffs[n, k, 0])
-                    raw1 += bases[k] * float(coeffs[n, k, 1])
-                    raw2 += bases[k] * float(coeffs[n, k, 2])
+                    raw0 += bases[k] * coeffs[k, 0]
+                    raw1 += bases[k] * coeffs[k, 1]
+                    raw2 += bases[k] * coeffs[k, 2]
                 g0 = float(grad_colors[c, n, 0]) if raw0 >= 0.0 else 0.0
                 g1 = float(grad_colors[c, n, 1]) if raw1 >= 0.0 else 0.0
                 g2 = float(grad_colors[c, n, 2]) if raw2 >= 0.0 else 0.0
                 for k in range(count):
-                    c0, c1, c2 = float(coeffs[n, k, 0]), float(coeffs[n, k, 1]), float(coeffs[n, k, 2])
-                    grad_bases[k] = c0 * g0 + c1 * g1 + c2 * g2
-                    if c == 0:
-                        grad_coeffs[n, k, 0], grad_coeffs[n, k, 1], grad_coeffs[n, k, 2] = bases[k] * g0, bases[k] * g1, bases[k] * g2
-                    else:
-                        grad_coeffs[n, k, 0] += bases[k] * g0
-                        grad_coeffs[n, k, 1] += bases[k] * g1
-                        grad_coeffs[n, k, 2] += bases[k] * g2
+                    grad_bases[k] = coeffs[k, 0] * g0 + coeffs[k, 1] * g1 + coeffs[k, 2] * g2
+                    grad_coeffs[k, 0] += bases[k] * g0
+                    grad_coeffs[k, 1] += bases[k] * g1
+                    grad_coeffs[k, 2] += bases[k] * g2
                 gx, gy, gz = _direction_gradient(x, y, z, count, grad_bases)
                 # (x, y, z) = d / max(|d|, eps): the norm's own gradient only where it is not clamped
                 along = (x * gx + y * gy + z * gz) if norm >= NORMALIZE_EPS else 0.0
@@ -149,37 +157,54 @@ def _backward(means, coeffs, centres, count, grad_colors, grad_means, grad_coeff
                 if grad_centres.shape[0]:
                     grad_centres[c, n, 0], grad_centres[c, n, 1], grad_centres[c, n, 2] = -gd0, -gd1, -gd2
             grad_means[n, 0], grad_means[n, 1], grad_means[n, 2] = gm0, gm1, gm2
+            for k in range(split + grad_tail.shape[1]):  # the bands the degree does not read get zeros
+                for j in range(3):
+                    value = grad_coeffs[k, j] if k < count else 0.0
+                    if k < split:
+                        grad_head[n, k, j] = value
+                    else:
+                        grad_tail[n, k - split, j] = value
 
 
 class CompiledSHColors(torch.autograd.Function):
-    """(means [N, 3], coeffs [N, K, 3], camera centres [C, 3]) -> colours [C, N, 3]; differentiable w.r.t. all three."""
+    """(means [N, 3], head [N, H, 3], tail [N, T, 3], camera centres [C, 3]) -> colours [C, N, 3], the bands
+    read in turn from head, then tail; differentiable w.r.t. all four."""
 
     @staticmethod
-    def forward(ctx, means, coeffs, centres, sh_degree):
+    def forward(ctx, means, head, tail, centres, sh_degree):
         count, dtype = num_sh_bases(sh_degree), means.dtype
         colors = torch.empty(centres.shape[0], means.shape[0], 3, dtype=dtype)
-        arrays = [kernel_array(t, dtype) for t in (means, coeffs, centres)]
+        arrays = [kernel_array(t, dtype) for t in (means, head, tail, centres)]
         launch(_forward, *arrays, count, colors.numpy(), chunk=1)
         ctx.count = count
-        ctx.save_for_backward(means, coeffs, centres)
+        ctx.save_for_backward(means, head, tail, centres)
         return colors
 
     @staticmethod
     def backward(ctx, grad_colors):
-        means, coeffs, centres = ctx.saved_tensors
+        means, head, tail, centres = ctx.saved_tensors
         dtype, n = means.dtype, means.shape[0]
-        grad_means, grad_coeffs = torch.empty(n, 3, dtype=dtype), torch.empty(coeffs.shape, dtype=dtype)
-        grad_centres = torch.empty(centres.shape[0] if ctx.needs_input_grad[2] else 0, n, 3, dtype=dtype)
+        grad_means, grad_head, grad_tail = (torch.empty(t.shape, dtype=dtype) for t in (means, head, tail))
+        grad_centres = torch.empty(centres.shape[0] if ctx.needs_input_grad[3] else 0, n, 3, dtype=dtype)
         launch(
-            _backward, *(kernel_array(t, dtype) for t in (means, coeffs, centres)), ctx.count, kernel_array(grad_colors, dtype),
-            grad_means.numpy(), grad_coeffs.numpy(), grad_centres.numpy(), chunk=1,
+            _backward, *(kernel_array(t, dtype) for t in (means, head, tail, centres)), ctx.count, kernel_array(grad_colors, dtype),
+            grad_means.numpy(), grad_head.numpy(), grad_tail.numpy(), grad_centres.numpy(), chunk=1,
         )  # fmt: skip
-        return grad_means, grad_coeffs, grad_centres.sum(1) if ctx.needs_input_grad[2] else None, None
+        return grad_means, grad_head, grad_tail, grad_centres.sum(1) if ctx.needs_input_grad[3] else None, None
 
 
-def sh_colors_compiled(sh_degree: int, means: Tensor, coeffs: Tensor, centres: Tensor) -> Tensor:
+def sh_colors_compiled(sh_degree: int, means: Tensor, coeffs: Tensor, centres: Tensor, more_coeffs: Optional[Tensor] = None) -> Tensor:
     """clamp_min(evaluate_sh(sh_degree, means - centres, coeffs) + 0.5, 0) for coeffs [N, K, 3] seen from
-    camera centres [C, 3]: colours [C, N, 3], degrees 0 to MAX_COMPILED_SH_DEGREE."""
+    camera centres [C, 3]: colours [C, N, 3], degrees 0 to MAX_COMPILED_SH_DEGREE.
+
+    `more_coeffs` [N, R, 3], where given, holds the bands after coeffs' K: splatfacto's features_dc[:, None]
+    and features_rest are read as they are, without the [N, K + R, 3] concatenation and its gradient's split
+    (3.4 ms of a 63 ms refinement step at 105k Gaussians). Bands beyond the degree get zero gradients."""
     if not 0 <= sh_degree <= MAX_COMPILED_SH_DEGREE:
         raise ValueError(f"the compiled SH colours take degrees 0..{MAX_COMPILED_SH_DEGREE}, got {sh_degree}")
-    return CompiledSHColors.apply(means, coeffs, centres, sh_degree)
+    tail = coeffs.new_empty(coeffs.shape[0], 0, 3) if more_coeffs is None else more_coeffs
+    if coeffs.shape[1] + tail.shape[1] < num_sh_bases(sh_degree):
+        raise ValueError(
+            f"SH degree {sh_degree} reads {num_sh_bases(sh_degree)} bands, the coefficients hold {coeffs.shape[1] + tail.shape[1]}"
+        )
+    return CompiledSHColors.apply(means, coeffs, tail, centres, sh_degree)
