@@ -198,15 +198,20 @@ def _block_lists(keys, key_bits, listed, ranges, n_gaussians, blocks_x, blocks_p
             scratch[buckets[digit]] = j
             buckets[digit] += 1
         order, scratch = scratch, order
-    # counts from each range's four corners and running sums over the block grid, not entry by entry
+    # counts from each range's four corners and running sums over the block grid, not entry by entry; the
+    # ranges copied in id order into a compact array, which the fill below reads in depth order (from
+    # [C*N, 4] those reads missed the cache: the whole took 1.2-1.6x as long at 105k Gaussians, 1.15-1.2x at 16k)
     n_cameras, blocks_y = n_blocks // blocks_per_camera, blocks_per_camera // blocks_x
     corners = np.zeros((n_cameras, blocks_y + 1, blocks_x + 1), np.int64)
-    for g in listed:
-        camera = g // n_gaussians
-        corners[camera, ranges[g, 2], ranges[g, 0]] += 1
-        corners[camera, ranges[g, 2], ranges[g, 1]] -= 1
-        corners[camera, ranges[g, 3], ranges[g, 0]] -= 1
-        corners[camera, ranges[g, 3], ranges[g, 1]] += 1
+    boxes = np.empty((n, 4), np.int32)
+    for j in range(n):
+        g = listed[j]
+        camera, x_min, x_max, y_min, y_max = g // n_gaussians, ranges[g, 0], ranges[g, 1], ranges[g, 2], ranges[g, 3]
+        boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3] = x_min, x_max, y_min, y_max
+        corners[camera, y_min, x_min] += 1
+        corners[camera, y_min, x_max] -= 1
+        corners[camera, y_max, x_min] -= 1
+        corners[camera, y_max, x_max] += 1
     counts = np.empty(n_blocks, np.int64)
     for camera in range(n_cameras):
         for by in range(blocks_y):
@@ -218,10 +223,11 @@ def _block_lists(keys, key_bits, listed, ranges, n_gaussians, blocks_x, blocks_p
     fill = np.cumsum(counts) - counts
     ids = np.empty(counts.sum(), np.int64)
     for i in range(n):
-        g = listed[order[i]]
+        j = order[i]
+        g = listed[j]
         base = (g // n_gaussians) * blocks_per_camera
-        for by in range(ranges[g, 2], ranges[g, 3]):
-            for bx in range(ranges[g, 0], ranges[g, 1]):
+        for by in range(boxes[j, 2], boxes[j, 3]):
+            for bx in range(boxes[j, 0], boxes[j, 1]):
                 block = base + by * blocks_x + bx
                 ids[fill[block]] = g
                 fill[block] += 1
