@@ -63,17 +63,17 @@ def render_gaussians(
     kernels evaluate SH, the colours come from `sh_colors_from_bands`, without concatenating the bands.
     """
     sh_degree = min(sh_degree, gaussians.sh_degree)
-    colors = (
-        None
-        if render_mode in ("D", "ED")
-        else sh_colors_from_bands(gaussians.means, gaussians.features_dc, gaussians.features_rest, viewmats, sh_degree)
-    )
+    colors, colors_sh_degree = None, None
+    if render_mode not in ("D", "ED"):
+        colors = sh_colors_from_bands(gaussians.means, gaussians.features_dc, gaussians.features_rest, viewmats, sh_degree)
+    if colors is None:  # the rasteriser evaluates the coefficients (gsplat, the PyTorch kernels, degree 0, depth only)
+        colors, colors_sh_degree = gaussians.sh_coefficients(sh_degree if active_bands_only else None), sh_degree
     render, alpha, info = rasterization(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=gaussians.activated_scales(),
         opacities=gaussians.activated_opacities(),
-        colors=gaussians.sh_coefficients(sh_degree if active_bands_only else None) if colors is None else colors,
+        colors=colors,
         viewmats=viewmats,
         Ks=Ks,
         width=width,
@@ -82,7 +82,7 @@ def render_gaussians(
         near_plane=0.01,
         far_plane=1e10,
         render_mode=render_mode,
-        sh_degree=sh_degree if colors is None else None,
+        sh_degree=colors_sh_degree,
         absgrad=absgrad,
     )
     rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)

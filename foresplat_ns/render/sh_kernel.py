@@ -197,9 +197,9 @@ def sh_colors_compiled(sh_degree: int, means: Tensor, coeffs: Tensor, centres: T
     """clamp_min(evaluate_sh(sh_degree, means - centres, coeffs) + 0.5, 0) for coeffs [N, K, 3] seen from
     camera centres [C, 3]: colours [C, N, 3], degrees 0 to MAX_COMPILED_SH_DEGREE.
 
-    `more_coeffs` [N, R, 3], where given, holds the bands after coeffs' K: splatfacto's features_dc[:, None]
-    and features_rest are read as they are, without the [N, K + R, 3] concatenation and its gradient's split
-    (3.4 ms of a 63 ms refinement step at 105k Gaussians). Bands beyond the degree get zero gradients."""
+    `more_coeffs` [N, R, 3], where given, holds the bands after coeffs' K, so that splatfacto's
+    features_dc[:, None] and features_rest are read as they are (`rasterize.sh_colors_from_bands` says why).
+    Bands beyond the degree get zero gradients."""
     if not 0 <= sh_degree <= MAX_COMPILED_SH_DEGREE:
         raise ValueError(f"the compiled SH colours take degrees 0..{MAX_COMPILED_SH_DEGREE}, got {sh_degree}")
     tail = coeffs.new_empty(coeffs.shape[0], 0, 3) if more_coeffs is None else more_coeffs
