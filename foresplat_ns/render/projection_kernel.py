@@ -135,105 +135,108 @@ def _forward(
 def _backward(
     means, quats, scales, viewmats, Ks, width, height, eps2d, radii,
     grad_means2d, grad_depths, grad_conics, grad_compensations,
-    grad_means, grad_quats, grad_scales, grad_view, scratch,
+    grad_means, grad_quats, grad_scales, grad_view,
 ):  # fmt: skip
     """Gradients of the inputs; grad_view [C, N, 12] (dL/dR row-major, dL/dt per Gaussian) when it has
-    rows. scratch [N, 27]: each Gaussian's dL/dM, dL/dF and dL/dR(q) (no allocation in the loop)."""
-    for n in numba.prange(means.shape[0]):
-        q, norm, rotation, factor = _factor(quats, scales, n)
-        m0, m1, m2 = float(means[n, 0]), float(means[n, 1]), float(means[n, 2])
-        gm0 = gm1 = gm2 = 0.0
-        gM, gF, gR = scratch[n, 0:9], scratch[n, 9:18], scratch[n, 18:27]
-        gM[:] = 0.0  # dL/dM over all cameras
-        for c in range(viewmats.shape[0]):
-            x, y, z, f = _camera_space(viewmats, c, means, n, factor)
-            gx, gy, gz = 0.0, 0.0, float(grad_depths[c, n])
-            gF[:] = 0.0
-            if radii[c, n] > 0:  # visible, hence within the depth range
-                fx, fy, tx, ty, free_x, free_y, row_x, row_y, a, b, cc, det, det_unblurred, u, v = _screen(
-                    Ks, c, x, y, z, f, width, height, eps2d
-                )
-                g0, g1, g2 = float(grad_conics[c, n, 0]), float(grad_conics[c, n, 1]), float(grad_conics[c, n, 2])
-                # conic = (c, -b, a) / det
-                grad_det = -(g0 * cc - g1 * b + g2 * a) / (det * det)
-                ga, gb, gc = g2 / det, -g1 / det, g0 / det
-                ratio = det_unblurred / det
-                if grad_compensations.shape[0] and ratio > 0:
-                    grad_ratio = float(grad_compensations[c, n]) * 0.5 / math.sqrt(ratio)
-                    grad_unblurred = grad_ratio / det
-                    grad_det -= grad_ratio * ratio / det
-                    ga += grad_unblurred * (cc - eps2d)
-                    gc += grad_unblurred * (a - eps2d)
-                    gb -= 2.0 * grad_unblurred * b
-                ga += grad_det * cc
-                gc += grad_det * a
-                gb -= 2.0 * grad_det * b
-                # (a, b, c) = (row_x . row_x, row_x . row_y, row_y . row_y)
-                grx = (2 * ga * row_x[0] + gb * row_y[0], 2 * ga * row_x[1] + gb * row_y[1], 2 * ga * row_x[2] + gb * row_y[2])
-                gry = (2 * gc * row_y[0] + gb * row_x[0], 2 * gc * row_y[1] + gb * row_x[1], 2 * gc * row_y[2] + gb * row_x[2])
-                # row_x = (fx/z) F0 - (fx tx/z^2) F2, row_y = (fy/z) F1 - (fy ty/z^2) F2
-                jx, jy, kx, ky = fx / z, fy / z, fx * tx / (z * z), fy * ty / (z * z)
-                grad_jx = grad_jy = grad_kx = grad_ky = 0.0
-                for k in range(3):
-                    gF[k] += grx[k] * jx
-                    gF[3 + k] += gry[k] * jy
-                    gF[6 + k] -= grx[k] * kx + gry[k] * ky
-                    grad_jx += grx[k] * f[k]
-                    grad_jy += gry[k] * f[3 + k]
-                    grad_kx -= grx[k] * f[6 + k]
-                    grad_ky -= gry[k] * f[6 + k]
-                gz -= (grad_jx * jx + 2 * grad_kx * kx + grad_jy * jy + 2 * grad_ky * ky) / z
-                grad_tx, grad_ty = grad_kx * fx / (z * z), grad_ky * fy / (z * z)
-                # t = z clamp(x/z): dt/dx = 1 inside the clamp, dt/dz = the bound outside it
-                if free_x:
-                    gx += grad_tx
-                else:
-                    gz += grad_tx * tx / z
-                if free_y:
-                    gy += grad_ty
-                else:
-                    gz += grad_ty * ty / z
-                # (u, v) = (fx x/z + cx, fy y/z + cy)
-                gu, gv = float(grad_means2d[c, n, 0]), float(grad_means2d[c, n, 1])
-                gx += gu * fx / z
-                gy += gv * fy / z
-                gz -= (gu * fx * x + gv * fy * y) / (z * z)
-            # camera space = R m + t, F = R M
-            r = viewmats[c]
-            gm0 += float(r[0, 0]) * gx + float(r[1, 0]) * gy + float(r[2, 0]) * gz
-            gm1 += float(r[0, 1]) * gx + float(r[1, 1]) * gy + float(r[2, 1]) * gz
-            gm2 += float(r[0, 2]) * gx + float(r[1, 2]) * gy + float(r[2, 2]) * gz
+    rows. Each task's scratch holds the Gaussian at hand's dL/dM, dL/dF and dL/dR(q)."""
+    n_gaussians = means.shape[0]
+    for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
+        scratch = np.empty(27)  # one per task: a row per Gaussian was 23 MB of fresh pages a call at 105k Gaussians
+        gM, gF, gR = scratch[0:9], scratch[9:18], scratch[18:27]
+        for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
+            q, norm, rotation, factor = _factor(quats, scales, n)
+            m0, m1, m2 = float(means[n, 0]), float(means[n, 1]), float(means[n, 2])
+            gm0 = gm1 = gm2 = 0.0
+            gM[:] = 0.0  # dL/dM over all cameras
+            for c in range(viewmats.shape[0]):
+                x, y, z, f = _camera_space(viewmats, c, means, n, factor)
+                gx, gy, gz = 0.0, 0.0, float(grad_depths[c, n])
+                gF[:] = 0.0
+                if radii[c, n] > 0:  # visible, hence within the depth range
+                    fx, fy, tx, ty, free_x, free_y, row_x, row_y, a, b, cc, det, det_unblurred, u, v = _screen(
+                        Ks, c, x, y, z, f, width, height, eps2d
+                    )
+                    g0, g1, g2 = float(grad_conics[c, n, 0]), float(grad_conics[c, n, 1]), float(grad_conics[c, n, 2])
+                    # conic = (c, -b, a) / det
+                    grad_det = -(g0 * cc - g1 * b + g2 * a) / (det * det)
+                    ga, gb, gc = g2 / det, -g1 / det, g0 / det
+                    ratio = det_unblurred / det
+                    if grad_compensations.shape[0] and ratio > 0:
+                        grad_ratio = float(grad_compensations[c, n]) * 0.5 / math.sqrt(ratio)
+                        grad_unblurred = grad_ratio / det
+                        grad_det -= grad_ratio * ratio / det
+                        ga += grad_unblurred * (cc - eps2d)
+                        gc += grad_unblurred * (a - eps2d)
+                        gb -= 2.0 * grad_unblurred * b
+                    ga += grad_det * cc
+                    gc += grad_det * a
+                    gb -= 2.0 * grad_det * b
+                    # (a, b, c) = (row_x . row_x, row_x . row_y, row_y . row_y)
+                    grx = (2 * ga * row_x[0] + gb * row_y[0], 2 * ga * row_x[1] + gb * row_y[1], 2 * ga * row_x[2] + gb * row_y[2])
+                    gry = (2 * gc * row_y[0] + gb * row_x[0], 2 * gc * row_y[1] + gb * row_x[1], 2 * gc * row_y[2] + gb * row_x[2])
+                    # row_x = (fx/z) F0 - (fx tx/z^2) F2, row_y = (fy/z) F1 - (fy ty/z^2) F2
+                    jx, jy, kx, ky = fx / z, fy / z, fx * tx / (z * z), fy * ty / (z * z)
+                    grad_jx = grad_jy = grad_kx = grad_ky = 0.0
+                    for k in range(3):
+                        gF[k] += grx[k] * jx
+                        gF[3 + k] += gry[k] * jy
+                        gF[6 + k] -= grx[k] * kx + gry[k] * ky
+                        grad_jx += grx[k] * f[k]
+                        grad_jy += gry[k] * f[3 + k]
+                        grad_kx -= grx[k] * f[6 + k]
+                        grad_ky -= gry[k] * f[6 + k]
+                    gz -= (grad_jx * jx + 2 * grad_kx * kx + grad_jy * jy + 2 * grad_ky * ky) / z
+                    grad_tx, grad_ty = grad_kx * fx / (z * z), grad_ky * fy / (z * z)
+                    # t = z clamp(x/z): dt/dx = 1 inside the clamp, dt/dz = the bound outside it
+                    if free_x:
+                        gx += grad_tx
+                    else:
+                        gz += grad_tx * tx / z
+                    if free_y:
+                        gy += grad_ty
+                    else:
+                        gz += grad_ty * ty / z
+                    # (u, v) = (fx x/z + cx, fy y/z + cy)
+                    gu, gv = float(grad_means2d[c, n, 0]), float(grad_means2d[c, n, 1])
+                    gx += gu * fx / z
+                    gy += gv * fy / z
+                    gz -= (gu * fx * x + gv * fy * y) / (z * z)
+                # camera space = R m + t, F = R M
+                r = viewmats[c]
+                gm0 += float(r[0, 0]) * gx + float(r[1, 0]) * gy + float(r[2, 0]) * gz
+                gm1 += float(r[0, 1]) * gx + float(r[1, 1]) * gy + float(r[2, 1]) * gz
+                gm2 += float(r[0, 2]) * gx + float(r[1, 2]) * gy + float(r[2, 2]) * gz
+                for j in range(3):
+                    for k in range(3):
+                        gM[3 * j + k] += float(r[0, j]) * gF[k] + float(r[1, j]) * gF[3 + k] + float(r[2, j]) * gF[6 + k]
+                if grad_view.shape[0]:
+                    for i in range(3):
+                        gi = (gx, gy, gz)[i]
+                        grad_view[c, n, 3 * i + 0] = gi * m0 + gF[3 * i] * factor[0] + gF[3 * i + 1] * factor[1] + gF[3 * i + 2] * factor[2]
+                        grad_view[c, n, 3 * i + 1] = gi * m1 + gF[3 * i] * factor[3] + gF[3 * i + 1] * factor[4] + gF[3 * i + 2] * factor[5]
+                        grad_view[c, n, 3 * i + 2] = gi * m2 + gF[3 * i] * factor[6] + gF[3 * i + 1] * factor[7] + gF[3 * i + 2] * factor[8]
+                        grad_view[c, n, 9 + i] = gi
+            grad_means[n, 0], grad_means[n, 1], grad_means[n, 2] = gm0, gm1, gm2
+            # M = R(q) diag(s)
+            s = (float(scales[n, 0]), float(scales[n, 1]), float(scales[n, 2]))
             for j in range(3):
-                for k in range(3):
-                    gM[3 * j + k] += float(r[0, j]) * gF[k] + float(r[1, j]) * gF[3 + k] + float(r[2, j]) * gF[6 + k]
-            if grad_view.shape[0]:
+                total = 0.0
                 for i in range(3):
-                    gi = (gx, gy, gz)[i]
-                    grad_view[c, n, 3 * i + 0] = gi * m0 + gF[3 * i] * factor[0] + gF[3 * i + 1] * factor[1] + gF[3 * i + 2] * factor[2]
-                    grad_view[c, n, 3 * i + 1] = gi * m1 + gF[3 * i] * factor[3] + gF[3 * i + 1] * factor[4] + gF[3 * i + 2] * factor[5]
-                    grad_view[c, n, 3 * i + 2] = gi * m2 + gF[3 * i] * factor[6] + gF[3 * i + 1] * factor[7] + gF[3 * i + 2] * factor[8]
-                    grad_view[c, n, 9 + i] = gi
-        grad_means[n, 0], grad_means[n, 1], grad_means[n, 2] = gm0, gm1, gm2
-        # M = R(q) diag(s)
-        s = (float(scales[n, 0]), float(scales[n, 1]), float(scales[n, 2]))
-        for j in range(3):
-            total = 0.0
-            for i in range(3):
-                total += gM[3 * i + j] * rotation[3 * i + j]
-                gR[3 * i + j] = gM[3 * i + j] * s[j]
-            grad_scales[n, j] = total
-        w, qx, qy, qz = q
-        gw = 2 * (-qz * gR[1] + qy * gR[2] + qz * gR[3] - qx * gR[5] - qy * gR[6] + qx * gR[7])
-        gqx = 2 * (qy * gR[1] + qz * gR[2] + qy * gR[3] - 2 * qx * gR[4] - w * gR[5] + qz * gR[6] + w * gR[7] - 2 * qx * gR[8])
-        gqy = 2 * (-2 * qy * gR[0] + qx * gR[1] + w * gR[2] + qx * gR[3] + qz * gR[5] - w * gR[6] + qz * gR[7] - 2 * qy * gR[8])
-        gqz = 2 * (-2 * qz * gR[0] - w * gR[1] + qx * gR[2] + w * gR[3] - 2 * qz * gR[4] + qy * gR[5] + qx * gR[6] + qy * gR[7])
-        # q / max(|q|, eps): the norm's own gradient only where it is not clamped
-        scale = 1.0 / max(norm, NORMALIZE_EPS)
-        along = (w * gw + qx * gqx + qy * gqy + qz * gqz) if norm >= NORMALIZE_EPS else 0.0
-        grad_quats[n, 0] = (gw - w * along) * scale
-        grad_quats[n, 1] = (gqx - qx * along) * scale
-        grad_quats[n, 2] = (gqy - qy * along) * scale
-        grad_quats[n, 3] = (gqz - qz * along) * scale
+                    total += gM[3 * i + j] * rotation[3 * i + j]
+                    gR[3 * i + j] = gM[3 * i + j] * s[j]
+                grad_scales[n, j] = total
+            w, qx, qy, qz = q
+            gw = 2 * (-qz * gR[1] + qy * gR[2] + qz * gR[3] - qx * gR[5] - qy * gR[6] + qx * gR[7])
+            gqx = 2 * (qy * gR[1] + qz * gR[2] + qy * gR[3] - 2 * qx * gR[4] - w * gR[5] + qz * gR[6] + w * gR[7] - 2 * qx * gR[8])
+            gqy = 2 * (-2 * qy * gR[0] + qx * gR[1] + w * gR[2] + qx * gR[3] + qz * gR[5] - w * gR[6] + qz * gR[7] - 2 * qy * gR[8])
+            gqz = 2 * (-2 * qz * gR[0] - w * gR[1] + qx * gR[2] + w * gR[3] - 2 * qz * gR[4] + qy * gR[5] + qx * gR[6] + qy * gR[7])
+            # q / max(|q|, eps): the norm's own gradient only where it is not clamped
+            scale = 1.0 / max(norm, NORMALIZE_EPS)
+            along = (w * gw + qx * gqx + qy * gqy + qz * gqz) if norm >= NORMALIZE_EPS else 0.0
+            grad_quats[n, 0] = (gw - w * along) * scale
+            grad_quats[n, 1] = (gqx - qx * along) * scale
+            grad_quats[n, 2] = (gqy - qy * along) * scale
+            grad_quats[n, 3] = (gqz - qz * along) * scale
 
 
 class CompiledProjection(torch.autograd.Function):
@@ -267,8 +270,7 @@ class CompiledProjection(torch.autograd.Function):
         launch(
             _backward, *(kernel_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)), *ctx.geometry, radii.numpy(),
             kernel_array(grad_means2d, dtype), kernel_array(grad_depths, dtype), kernel_array(grad_conics, dtype),
-            kernel_array(grad_compensations, dtype), *(g.numpy() for g in grads), grad_view.numpy(), np.empty((n_gaussians, 27)),
-            chunk=_GAUSSIANS_PER_TASK,
+            kernel_array(grad_compensations, dtype), *(g.numpy() for g in grads), grad_view.numpy(), chunk=1,
         )  # fmt: skip
         grad_viewmats = None
         if ctx.needs_input_grad[3]:
