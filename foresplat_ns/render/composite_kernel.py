@@ -15,7 +15,7 @@ It skips the entries that composited nowhere (all their terms are 0): a fifth to
 walks on refinement's workloads, since lists come from bounding boxes and late entries reach only
 pixels that have stopped. Gradients summed over a block's pixels go to
 per-entry rows (an entry belongs to one block, so threads never share a row) and are scattered to the
-Gaussians in one pass.
+Gaussians in one pass, each thread adding those of its own range of Gaussians.
 
 Kernels are compiled per dtype and compute in it (float32 training packs twice the pixels per vector
 instruction). exp() is evaluated in plain arithmetic, to a few ulps: libm's exp is a call LLVM cannot
@@ -222,13 +222,22 @@ def _compile(dtype, block_size: int, depth: int) -> Tuple[Callable, Callable]:
     return forward, backward
 
 
-@numba.njit(cache=True, nogil=True)
-def _add_rows(ids, rows, out):
-    """out[ids[e]] += rows[e] in entry order: index_add_'s sums, several times faster on CPU."""
-    for e in range(ids.shape[0]):
-        g = ids[e]
-        for j in range(rows.shape[1]):
-            out[g, j] += rows[e, j]
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_rows(ids, rows, out, parts):
+    """out[ids[e]] += rows[e] in entry order: index_add_'s sums, several times faster on CPU.
+
+    Each of `parts` threads owns one contiguous range of Gaussians (rows of out) and walks every entry,
+    adding those of its range: no two threads write one row, and each Gaussian's sum keeps entry order, so
+    the result is the same bit for bit on any number of threads. (Summing each Gaussian's entries through
+    their positions instead read the rows out of order and was slower than the serial scatter.)"""
+    n = out.shape[0]
+    for part in numba.prange(parts):
+        low, high = part * n // parts, (part + 1) * n // parts
+        for e in range(ids.shape[0]):
+            g = ids[e]
+            if low <= g < high:
+                for j in range(rows.shape[1]):
+                    out[g, j] += rows[e, j]
 
 
 _kernels = kernels_by_dtype(_compile)
@@ -306,7 +315,7 @@ class CompiledComposite(torch.autograd.Function):
             kernel_array(background_rows, dtype), grads.numpy(), *_shares(layout), chunk=_BLOCKS_PER_TASK,
         )  # fmt: skip
         per_gaussian = torch.zeros(n_cameras * n_gaussians, _GRAD_COLUMNS + depth, dtype=dtype)
-        _add_rows(layout.ids.numpy(), grads.numpy(), per_gaussian.numpy())
+        launch(_add_rows, layout.ids.numpy(), grads.numpy(), per_gaussian.numpy(), kernel_threads(), chunk=1)
         shape = (n_cameras, n_gaussians)
         if ctx.absgrad:
             means2d.absgrad = per_gaussian[:, 6:8].reshape(*shape, 2)
