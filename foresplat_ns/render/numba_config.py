@@ -90,6 +90,24 @@ def interleaved(i, per_thread, threads, group):
     return ((k // group) * threads + thread) * group + k % group
 
 
+GAUSSIANS_PER_TASK = 1024
+"""Gaussians a thread takes at a time in the per-Gaussian kernels (their costs are alike; smaller tasks would
+cost their scheduling)."""
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def tasks(items, per_task):
+    """How many tasks of `per_task` items cover `items`: a kernel's prange over them, `task_items` inside."""
+    return -(-items // per_task)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def task_items(task, items, per_task):
+    """The items of task `task`, `items` being cut into tasks of `per_task`: a scratch array allocated per
+    task serves them in turn (one per item cost fresh pages every call)."""
+    return range(task * per_task, min(items, (task + 1) * per_task))
+
+
 def kernel_array(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     """`tensor` as the contiguous numpy array of `dtype` a kernel reads (no copy where it already is one)."""
     return tensor.detach().to(dtype).contiguous().numpy()

@@ -21,11 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import kernel_array, launch
+from .numba_config import GAUSSIANS_PER_TASK, kernel_array, launch, task_items, tasks
 from .projection import Projection
 
-_GAUSSIANS_PER_TASK = 1024
-"""Gaussians a thread takes at a time (their costs are alike; small tasks would cost their scheduling)."""
 NORMALIZE_EPS = 1e-12
 """torch.nn.functional.normalize's floor on a norm (quaternions here, SH directions in sh_kernel.py)."""
 
@@ -140,10 +138,10 @@ def _backward(
     """Gradients of the inputs; grad_view [C, N, 12] (dL/dR row-major, dL/dt per Gaussian) when it has
     rows. Each task's scratch holds the Gaussian at hand's dL/dM, dL/dF and dL/dR(q)."""
     n_gaussians = means.shape[0]
-    for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
+    for task in numba.prange(tasks(n_gaussians, GAUSSIANS_PER_TASK)):
         scratch = np.empty(27)  # one per task: a row per Gaussian was 23 MB of fresh pages a call at 105k Gaussians
         gM, gF, gR = scratch[0:9], scratch[9:18], scratch[18:27]
-        for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
+        for n in task_items(task, n_gaussians, GAUSSIANS_PER_TASK):
             q, norm, rotation, factor = _factor(quats, scales, n)
             m0, m1, m2 = float(means[n, 0]), float(means[n, 1]), float(means[n, 2])
             gm0 = gm1 = gm2 = 0.0
@@ -254,7 +252,7 @@ class CompiledProjection(torch.autograd.Function):
         inputs = [kernel_array(t, dtype) for t in (means, quats, scales, viewmats, Ks)]
         launch(
             _forward, *inputs, float(width), float(height), float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
-            means2d.numpy(), depths.numpy(), conics.numpy(), radii.numpy(), compensations.numpy(), chunk=_GAUSSIANS_PER_TASK,
+            means2d.numpy(), depths.numpy(), conics.numpy(), radii.numpy(), compensations.numpy(), chunk=GAUSSIANS_PER_TASK,
         )  # fmt: skip
         ctx.mark_non_differentiable(radii)
         ctx.geometry = (float(width), float(height), float(eps2d))

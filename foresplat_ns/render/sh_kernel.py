@@ -20,13 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import kernel_array, launch
+from .numba_config import GAUSSIANS_PER_TASK, kernel_array, launch, task_items, tasks
 from .projection_kernel import NORMALIZE_EPS
 from .sh import _C0, _C1, _C2, _C3, num_sh_bases
 
 MAX_COMPILED_SH_DEGREE = 3
-_GAUSSIANS_PER_TASK = 1024
-"""Gaussians a thread takes at a time (their costs are alike; small tasks would cost their scheduling)."""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -105,9 +103,9 @@ def _load_bands(head, tail, n, count, out):
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def _forward(means, head, tail, centres, count, colors):
     n_gaussians = means.shape[0]
-    for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
+    for task in numba.prange(tasks(n_gaussians, GAUSSIANS_PER_TASK)):
         bases, coeffs = np.empty(16), np.empty((16, 3))  # one per task: a scratch row per Gaussian cost its page faults every call
-        for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
+        for n in task_items(task, n_gaussians, GAUSSIANS_PER_TASK):
             _load_bands(head, tail, n, count, coeffs)
             for c in range(centres.shape[0]):
                 x, y, z, _, _ = _direction(means, centres, n, c)
@@ -123,10 +121,10 @@ def _forward(means, head, tail, centres, count, colors):
 def _backward(means, head, tail, centres, count, grad_colors, grad_means, grad_head, grad_tail, grad_centres):
     """grad_head, grad_tail as head, tail, zeros beyond `count` bands; grad_centres [C, N, 3] per Gaussian, when it has rows."""
     n_gaussians, split = means.shape[0], head.shape[1]
-    for task in numba.prange(-(-n_gaussians // _GAUSSIANS_PER_TASK)):
+    for task in numba.prange(tasks(n_gaussians, GAUSSIANS_PER_TASK)):
         bases, grad_bases = np.empty(16), np.empty(16)
         coeffs, grad_coeffs = np.empty((16, 3)), np.empty((16, 3))
-        for n in range(task * _GAUSSIANS_PER_TASK, min(n_gaussians, (task + 1) * _GAUSSIANS_PER_TASK)):
+        for n in task_items(task, n_gaussians, GAUSSIANS_PER_TASK):
             _load_bands(head, tail, n, count, coeffs)
             grad_coeffs[:count] = 0.0
             gm0 = gm1 = gm2 = 0.0

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .numba_config import launch
+from .numba_config import GAUSSIANS_PER_TASK, launch
 
 MIN_ALPHA = 1.0 / 255.0
-_GAUSSIANS_PER_TASK = 1024
 
 
 @dataclass
@@ -154,7 +153,7 @@ def build_tile_layout(
 
     footprints = [t.detach().flatten(0, 1).contiguous().numpy() for t in (means2d, radii, conics, opacities)]
     ranges = np.empty((n_cameras * n_gaussians, 4), np.int64)
-    launch(_block_ranges, *footprints, tile_size, tile_width, tile_height, block_size, ranges, chunk=_GAUSSIANS_PER_TASK)
+    launch(_block_ranges, *footprints, tile_size, tile_width, tile_height, block_size, ranges, chunk=GAUSSIANS_PER_TASK)
     listed = np.flatnonzero(ranges[:, 1] > ranges[:, 0])
     counts, ids = _block_lists(
         *_sort_keys(depths.flatten().index_select(0, torch.from_numpy(listed))), listed, ranges,
