@@ -191,6 +191,7 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         _check_listed_images(transforms, frames, getattr(config.dataparser, "downscale_factor", None))
         if isinstance(config.dataparser, NerfstudioDataParserConfig):
             _check_frames(transforms, meta, frames)
+            _load_listed_sfm_points(config.dataparser, transforms, meta)
         _check_camera_model(transforms, meta.get("camera_model", "OPENCV"))
     try:
         return config.setup(device=device, test_mode=test_mode, **kwargs)
@@ -214,6 +215,22 @@ def setup_full_image_datamanager(config, device, test_mode: str = "val", **kwarg
         ) from err
     except (AssertionError, IndexError, KeyError, RuntimeError) as err:
         raise ValueError(f"cannot read scene {data}: the dataparser failed ({type(err).__name__}: {err})") from err
+
+
+def _load_listed_sfm_points(dataparser_config, transforms: Path, meta: dict) -> None:
+    """Turn on nerfstudio-data's `load_3D_points` where the transforms.json names a point file that is there.
+
+    Every ForeSplat command uses a capture's SfM points wherever it has them (its default start is built on
+    them); nerfstudio-data leaves them out unless asked, so naming it on the command line would silently
+    drop them. A listed file that is missing is left to nerfstudio, whose own loader names it."""
+    listed = meta.get("ply_file_path")
+    if dataparser_config.load_3D_points or not listed or not (transforms.parent / listed).is_file():
+        return
+    dataparser_config.load_3D_points = True
+    warnings.warn(
+        f"loading the SfM points {transforms.parent / listed} that {transforms} lists (nerfstudio-data's load_3D_points was off)",
+        stacklevel=3,
+    )
 
 
 def _name_image_of_wrong_size(dataparser_config, data: Path) -> None:

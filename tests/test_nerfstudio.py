@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import torch
 import yaml
 from conftest import LEGO, console_script, register_fixed_backbone, run_cli
 from PIL import Image
+from plyfile import PlyData
 
 from foresplat_ns.gaussians import Gaussians
 from foresplat_ns.refine import RefineConfig
@@ -337,6 +339,10 @@ def test_demo_shows_foresplat_beside_splatfactos_start(tmp_path):
     assert "splatfacto (SfM points, its learning rates)" in proc.stdout and "ForeSplat (compact" in proc.stdout
     assert "ForeSplat vs splatfacto after 3 steps:" in proc.stdout
     assert "ns-train foresplat with no flags uses the start 'sfm-union-else-best'" in proc.stdout
+    # both runs start from the scene's SfM points: splatfacto's start is them alone, ForeSplat's the union
+    num_points = PlyData.read(str(tmp_path / "demo" / "scene" / "sparse_pc.ply"))["vertex"].count
+    starts = dict(re.findall(r"ForeSplat: starting from '(\w[\w-]*)',\s+(\d+) Gaussians", proc.stdout))
+    assert set(starts) == {"splatfacto", "union"} and int(starts["splatfacto"]) == num_points < int(starts["union"])
     for start in ("splatfacto", "sfm-union-else-best"):
         assert json.loads((tmp_path / "demo" / f"eval-{start}.json").read_text())["results"]["psnr"] > 5
     # each start refined as its own method refines it: splatfacto's learning rates, and ForeSplat's

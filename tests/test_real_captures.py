@@ -313,6 +313,25 @@ def test_a_colmap_model_without_sfm_points_reads_without_them(small_scene, tmp_p
     assert not train.has_sfm_points and len(train) + len(held_out) == 12
 
 
+def test_naming_nerfstudio_data_keeps_the_sfm_points_its_transforms_lists(small_scene, tmp_path):
+    """nerfstudio-data leaves a capture's points out unless asked: named on the command line (as `make demo`
+    names it for the scene's split lists), it must still hand ForeSplat the capture's SfM points."""
+    named = NerfstudioDataParserConfig(eval_mode="filename")
+    with pytest.warns(UserWarning, match=r"loading the SfM points .*sparse_pc.ply that .*transforms.json lists"):
+        train, _ = load_scene(small_scene, named)
+    reference, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True, eval_mode="filename"))
+    assert train.has_sfm_points and torch.equal(train.points[0], reference.points[0])
+    assert not named.load_3D_points  # the caller's config is read through a copy, as before
+    # a capture that lists no point file reads without points, as nerfstudio-data reads it
+    capture = tmp_path / "capture"
+    shutil.copytree(small_scene, capture)
+    meta = json.loads((capture / "transforms.json").read_text())
+    del meta["ply_file_path"]
+    (capture / "transforms.json").write_text(json.dumps(meta))
+    train, _ = load_scene(capture, NerfstudioDataParserConfig(eval_mode="filename"))
+    assert not train.has_sfm_points
+
+
 def test_a_small_transforms_capture_holds_a_view_out_and_one_position_is_named(small_scene, tmp_path):
     """nerfstudio trains on ceil(0.9 n) of a transforms.json's frames: with fewer than 10, on all of them."""
     meta = json.loads((small_scene / "transforms.json").read_text())
