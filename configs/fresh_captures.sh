@@ -2,7 +2,7 @@
 # The shipped default against splatfacto's own start on captures nothing was chosen on, one command:
 #   configs/fresh_captures.sh CAPTURES_DIR [SPLIT]
 # CAPTURES_DIR holds the captures named in configs/real_split.txt (team-internal; never committed); this
-# preset judges its split SPLIT (default "fresh"; "fresh2" was added later still), added after every
+# preset judges its split SPLIT (default "fresh"; "fresh2" and "fresh3" were added later still), added after every
 # setting and checkpoint had been chosen, into results/SPLIT. As
 # configs/real_captures.sh: 240 px, 8 held-out views, 2,000 steps of `ns-train foresplat`'s refinement
 # from each start, refinement seeds $SEEDS (default 0 1). Inits: splatfacto's start, the default, and on

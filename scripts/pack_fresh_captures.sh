@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The captures of configs/real_split.txt's "fresh" and "fresh2" splits (configs/fresh_captures.sh), packed
+# The captures of configs/real_split.txt's "fresh", "fresh2" and "fresh3" splits (configs/fresh_captures.sh), packed
 # from their public git repositories at pinned commits, as docs/RESULTS.md measured them (the five "fresh"
 # ones checked bit for bit against the step-0 PSNR of every start there):
 #   scripts/pack_fresh_captures.sh DEST [MIRRORS]
@@ -153,4 +153,72 @@ OUT=$HERE/tensorf_figurine; rm -rf "$OUT"; mkdir -p "$OUT"
 git -C "$R" show "$C:TensoRF/data/transforms.json" > "$OUT/transforms.json"
 extract "$R" "$C" TensoRF/data/images "$TMP/tensorf_images"
 downscale "$TMP/tensorf_images" "$OUT/images_4" 4
+
+# "fresh3", added on 2026-12-08 (snowmiku's repository is MIT-licensed; xu-zhy's LICENSE.md is the
+# gaussian-splatting software licence, naming no data; milk and fruit state no licence).
+# images_from_3dgs_cameras CAMERAS_JSON IMAGES_BIN EXT: where images.bin is absent (over the snapshot's size limit),
+# the poses gaussian-splatting wrote to output/cameras.json (camera-to-world "rotation" and "position" of
+# every image, sorted by name) give the classic images.bin, with no 2D points: world-to-camera R = rotation^T,
+# t = -R position (as its camera_to_JSON inverts them), camera 1, image id = rank of the name + 1 (COLMAP's
+# ids here: each image's own SfM points project into it, checked), name = img_name + EXT.
+images_from_3dgs_cameras() {
+    "$PY" - "$@" <<'PY'
+import json, struct, sys
+import numpy as np
+cameras = sorted(json.load(open(sys.argv[1])), key=lambda c: c["img_name"])
+ext = sys.argv[3]
+def qvec(r):  # rotation matrix -> unit quaternion (w, x, y, z), w >= 0
+    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
+    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
+    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
+    x, y, z = np.copysign(x, r[2, 1] - r[1, 2]), np.copysign(y, r[0, 2] - r[2, 0]), np.copysign(z, r[1, 0] - r[0, 1])
+    q = np.array([w, x, y, z]); return q / np.linalg.norm(q)
+with open(sys.argv[2], "wb") as out:
+    out.write(struct.pack("<Q", len(cameras)))
+    for image_id, cam in enumerate(cameras, start=1):
+        rot, pos = np.array(cam["rotation"], dtype=np.float64), np.array(cam["position"], dtype=np.float64)
+        r = rot.T; t = -r @ pos
+        assert np.allclose(r @ r.T, np.eye(3), atol=1e-6)
+        out.write(struct.pack("<i7di", image_id, *qvec(r), *t, 1) + (cam["img_name"] + ext).encode() + b"\0" + struct.pack("<Q", 0))
+PY
+}
+
+# 9. xu_desk: a desk on a dorm shelf (laptop, kettle, penguin plush), 29 phone frames (1920x1080);
+#    gaussian-splatting's convert.py workspace: the distorted model data/distorted/sparse/0 (one OPENCV camera,
+#    7,562 points) as sparse/0, images_2 from data/input (data/images holds the undistorted 1906x1070 copies,
+#    whose PINHOLE model is not in the repository)
+R=$MIRRORS/xu-zhy+VR-project/repo; C=6532dd01eadd11d4c0ac882e4a10b91bc370624b
+OUT=$HERE/xu_desk; rm -rf "$OUT"; mkdir -p "$OUT/sparse/0"
+for f in cameras images points3D; do git -C "$R" show "$C:data/distorted/sparse/0/$f.bin" > "$OUT/sparse/0/$f.bin"; done
+extract "$R" "$C" data/input "$TMP/xu_images"
+downscale "$TMP/xu_images" "$OUT/images_2" 2
+
+# 10. snowmiku_plush: a plush doll on a bed, shot all round, 97 phone photos (4032x3024); gaussian-splatting's
+#     convert.py workspace: the distorted model distorted/sparse/0 (SIMPLE_RADIAL, 25,784 points) as sparse/0,
+#     its images.bin (over the snapshot's limit) rebuilt from output/cameras.json, images_4 from input/ (the
+#     undistorted images/ are over the limit; COLMAP's undistorter keeps every pose)
+R=$MIRRORS/noname0310+snowmiku2023plush-splat/repo; C=70fedae4fe163642ef71489e7e445f21ec0783e2
+OUT=$HERE/snowmiku_plush; rm -rf "$OUT"; mkdir -p "$OUT/sparse/0"
+for f in cameras points3D; do git -C "$R" show "$C:distorted/sparse/0/$f.bin" > "$OUT/sparse/0/$f.bin"; done
+git -C "$R" show "$C:output/cameras.json" > "$TMP/snowmiku_cameras.json"
+images_from_3dgs_cameras "$TMP/snowmiku_cameras.json" "$OUT/sparse/0/images.bin" .jpg
+extract "$R" "$C" input "$TMP/snowmiku_images"
+downscale "$TMP/snowmiku_images" "$OUT/images_4" 4
+
+# 11. zhouyou_milk: a milk carton shot all round, background already whited out, 43 photos (1140x855); LLFF
+#     poses_bounds.npy (rows follow the sorted names, as its image_names.pkl lists them), images_2
+R=$MIRRORS/zhouyou9505+milk/repo; C=e08c85768da6c663ac18bb959be18bb94486b3a3
+OUT=$HERE/zhouyou_milk; rm -rf "$OUT"; mkdir -p "$OUT"
+git -C "$R" show "$C:poses_bounds.npy" > "$OUT/poses_bounds.npy"
+extract "$R" "$C" images "$TMP/milk_images"
+downscale "$TMP/milk_images" "$OUT/images_2" 2
+
+# 12. tushar_fruit: an apple and a banana on a mattress, shot all round, 81 phone photos stored at 605x806;
+#     instant-ngp's colmap2nerf transforms.json (OPENCV distortion, no SfM points), unchanged with its images
+#     as stored (their long side is already in range): file_path is ./newfruit_small/NAME
+R=$MIRRORS/tusharparimi+fruit-NeRF/repo; C=236cb0105d687745f7a13f454679346a64ac47d6
+OUT=$HERE/tushar_fruit; rm -rf "$OUT"; mkdir -p "$OUT"
+git -C "$R" show "$C:transforms.json" > "$OUT/transforms.json"
+extract "$R" "$C" newfruit_small "$OUT/newfruit_small"
 echo "rebuilt: $(ls -d "$HERE"/*/ | xargs -n1 basename | tr '\n' ' ')"

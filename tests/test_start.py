@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 
 import pytest
 import torch
@@ -160,14 +162,21 @@ def test_each_start_is_what_it_says(scene):
 
 
 @pytest.mark.parametrize("with_points", [True, False])
-def test_bench_default_is_ns_train_foresplats_start(small_scene, scene, with_points):
+def test_bench_default_is_ns_train_foresplats_start(small_scene, scene, with_points, tmp_path):
     """`--init default` builds with the shipped checkpoint for the capture (the one made for SfM points where
     the backbone sees them) and StartConfig(), as the pipeline does with no flags."""
     from test_nerfstudio import method_config
 
+    folder = small_scene
+    if not with_points:  # the same capture without its point file
+        folder = tmp_path / "capture"
+        shutil.copytree(small_scene, folder)
+        meta = json.loads((folder / "transforms.json").read_text())
+        (folder / meta.pop("ply_file_path")).unlink()
+        (folder / "transforms.json").write_text(json.dumps(meta))
     config = method_config("foresplat")
-    config.pipeline.datamanager.data = small_scene
-    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=small_scene, eval_mode="filename", load_3D_points=with_points)
+    config.pipeline.datamanager.data = folder
+    config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=folder, eval_mode="filename")
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")
     init = parse_inits(("default",))["default"]
     assert init.start == StartConfig().start == config.pipeline.start.start
