@@ -379,6 +379,9 @@ _COLMAP_LAYOUTS = (
 )
 """(model, images) folders of the COLMAP layouts `scene_dataparser` reads, in the order it looks for them."""
 
+_NS_PROCESS_DATA_MODEL = "colmap/sparse/0"
+"""Where ns-process-data keeps the COLMAP model its transforms.json was made from (nerfstudio-data's colmap_path)."""
+
 
 def scene_dataparser(path: Path):
     """The nerfstudio dataparser config that reads a capture folder as it is, SfM points included.
@@ -388,7 +391,6 @@ def scene_dataparser(path: Path):
     (images_N), that factor is used.
     """
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
-    from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     from foresplat_ns.nerfstudio_glue.llff_dataparser import LLFFDataParserConfig
@@ -408,7 +410,18 @@ def scene_dataparser(path: Path):
         factor = None
         if files and not all(f.is_file() for f in files):
             factor = _downscaled_folder(path, [f.name for f in files])
-        config = NerfstudioDataParserConfig(load_3D_points=True, downscale_factor=factor)
+        listed_points = "ply_file_path" in meta
+        if not listed_points and _has_sfm_points(path / _NS_PROCESS_DATA_MODEL):
+            # An older ns-process-data wrote no point file: nerfstudio-data, asked for points, would stop at
+            # an interactive prompt (EOFError in a batch run) and then rewrite the user's transforms.json.
+            warnings.warn(
+                f"{path / 'transforms.json'} lists no SfM point file, but the COLMAP model it was made from "
+                f"({path / _NS_PROCESS_DATA_MODEL}) holds SfM points: reading the capture from that model, points included "
+                "(name nerfstudio-data to read the transforms.json without them)",
+                stacklevel=2,
+            )
+            return _colmap_dataparser(path, _NS_PROCESS_DATA_MODEL, "images")
+        config = NerfstudioDataParserConfig(load_3D_points=listed_points, downscale_factor=factor)
         if 2 <= len(frames) < 10 and not any(key in meta for key in ("train_filenames", "val_filenames", "test_filenames")):
             # nerfstudio trains on ceil(0.9 n) frames: with fewer than 10, on all, and nothing is held out to evaluate
             config.train_split_fraction = (len(frames) - 1.5) / len(frames)
@@ -418,15 +431,20 @@ def scene_dataparser(path: Path):
     # input/ as distorted/sparse/0: read where nothing undistorted is there (nerfstudio undistorts the views).
     for sparse, images in _COLMAP_LAYOUTS:
         if any((path / sparse / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
-            factor = None
-            if not (path / images).is_dir():
-                factor = _downscaled_folder(path, [], images)
-            return ColmapDataParserConfig(
-                colmap_path=Path(sparse), images_path=Path(images), downscale_factor=factor, load_3D_points=_has_sfm_points(path / sparse)
-            )
+            return _colmap_dataparser(path, sparse, images)
     raise ValueError(
         f"{path} is not a capture ForeSplat can read: no poses_bounds.npy (LLFF), transforms.json (nerfstudio-data), "
         "transforms_train.json (blender), or cameras.bin|txt in " + ", ".join(sparse for sparse, _ in _COLMAP_LAYOUTS) + " (COLMAP)"
+    )
+
+
+def _colmap_dataparser(path: Path, sparse: str, images: str):
+    """nerfstudio's colmap dataparser for the model `sparse` and the images `images` (else its images_N) of a capture."""
+    from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+
+    factor = None if (path / images).is_dir() else _downscaled_folder(path, [], images)
+    return ColmapDataParserConfig(
+        colmap_path=Path(sparse), images_path=Path(images), downscale_factor=factor, load_3D_points=_has_sfm_points(path / sparse)
     )
 
 

@@ -332,6 +332,30 @@ def test_naming_nerfstudio_data_keeps_the_sfm_points_its_transforms_lists(small_
     assert not train.has_sfm_points
 
 
+def test_a_transforms_capture_without_its_point_file_reads_the_points_of_its_colmap_model(small_scene, tmp_path):
+    """An older ns-process-data wrote no `ply_file_path`: nerfstudio-data, asked for points, prompts (an
+    EOFError in a batch run) and rewrites transforms.json. capture-data reads the COLMAP model it was made
+    from instead, points included: every point lands on the pixel it lands on through the point file."""
+    capture = tmp_path / "capture"
+    shutil.copytree(small_scene, capture)
+    meta = json.loads((capture / "transforms.json").read_text())
+    (capture / meta.pop("ply_file_path")).unlink()
+    (capture / "transforms.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match=r"lists no SfM point file, but the COLMAP model it was made from .*colmap/sparse/0"):
+        train, _ = load_scene(capture)
+    assert json.loads((capture / "transforms.json").read_text()) == meta  # the user's file untouched
+    reference, _ = load_scene(small_scene, NerfstudioDataParserConfig(load_3D_points=True, eval_mode="filename"))
+    names = [Path(f).name for f in train.filenames]
+    assert sorted(names) == sorted(Path(f).name for f in reference.filenames)
+    same = [names.index(Path(f).name) for f in reference.filenames]
+    assert train.points[0].shape == reference.points[0].shape
+    torch.testing.assert_close(project(train.points[0], train)[same], project(reference.points[0], reference), atol=2e-3, rtol=1e-3)
+    # without SfM points in the model either, the transforms.json is read as it is, without points and without a prompt
+    (capture / "colmap" / "sparse" / "0" / "points3D.txt").write_text("# no points\n")
+    assert not scene_dataparser(capture).load_3D_points
+    assert not load_scene(capture)[0].has_sfm_points
+
+
 def test_a_small_transforms_capture_holds_a_view_out_and_one_position_is_named(small_scene, tmp_path):
     """nerfstudio trains on ceil(0.9 n) of a transforms.json's frames: with fewer than 10, on all of them."""
     meta = json.loads((small_scene / "transforms.json").read_text())
