@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every capture added after the choices were made, pooled: the runs configs/fresh_captures.sh wrote for each
-# of its splits (default: fresh fresh2), over every seed, into results/fresh-all/{pooled,pooled-rules}:
+# of its splits (default: fresh fresh2 fresh3), over every seed, into results/fresh-all/{pooled,pooled-rules}:
 #   configs/fresh_all.sh [SPLIT ...]
 # Run each split's preset first; this only reads their results.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-[ $# -gt 0 ] || set -- fresh fresh2
+[ $# -gt 0 ] || set -- fresh fresh2 fresh3
 runs=() rules=() plateaus=()
 for split in "$@"; do
     for folder in results/"$split"/seed* results/"$split"/rules-seed*; do
