@@ -43,6 +43,19 @@ def small_scene(tmp_path_factory) -> Path:
     return root / "scene"
 
 
+def without_point_file(scene: Path, dest: Path) -> Path:
+    """A copy of a generated scene whose transforms.json lists no SfM point file and whose .ply is gone, as
+    a capture without points (or an older ns-process-data's, beside its COLMAP model) has it."""
+    import json
+    import shutil
+
+    shutil.copytree(scene, dest)
+    meta = json.loads((dest / "transforms.json").read_text())
+    (dest / meta.pop("ply_file_path")).unlink()
+    (dest / "transforms.json").write_text(json.dumps(meta))
+    return dest
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     """Four 32x32 generated scenes with 10 views each, for multi-scene (foresplat-meta) tests."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, without_point_file
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 from PIL import Image
 from plyfile import PlyData
@@ -323,11 +323,7 @@ def test_naming_nerfstudio_data_keeps_the_sfm_points_its_transforms_lists(small_
     assert train.has_sfm_points and torch.equal(train.points[0], reference.points[0])
     assert not named.load_3D_points  # the caller's config is read through a copy, as before
     # a capture that lists no point file reads without points, as nerfstudio-data reads it
-    capture = tmp_path / "capture"
-    shutil.copytree(small_scene, capture)
-    meta = json.loads((capture / "transforms.json").read_text())
-    del meta["ply_file_path"]
-    (capture / "transforms.json").write_text(json.dumps(meta))
+    capture = without_point_file(small_scene, tmp_path / "capture")
     train, _ = load_scene(capture, NerfstudioDataParserConfig(eval_mode="filename"))
     assert not train.has_sfm_points
 
@@ -336,11 +332,8 @@ def test_a_transforms_capture_without_its_point_file_reads_the_points_of_its_col
     """An older ns-process-data wrote no `ply_file_path`: nerfstudio-data, asked for points, prompts (an
     EOFError in a batch run) and rewrites transforms.json. capture-data reads the COLMAP model it was made
     from instead, points included: every point lands on the pixel it lands on through the point file."""
-    capture = tmp_path / "capture"
-    shutil.copytree(small_scene, capture)
+    capture = without_point_file(small_scene, tmp_path / "capture")
     meta = json.loads((capture / "transforms.json").read_text())
-    (capture / meta.pop("ply_file_path")).unlink()
-    (capture / "transforms.json").write_text(json.dumps(meta))
     with pytest.warns(UserWarning, match=r"lists no SfM point file, but the COLMAP model it was made from .*colmap/sparse/0"):
         train, _ = load_scene(capture)
     assert json.loads((capture / "transforms.json").read_text()) == meta  # the user's file untouched

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 
 import pytest
 import torch
 import tyro
-from conftest import register_fixed_backbone
+from conftest import register_fixed_backbone, without_point_file
 from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
 from foresplat_ns.backbones import BackboneSelection, build_backbone, shipped_checkpoint
@@ -167,13 +165,7 @@ def test_bench_default_is_ns_train_foresplats_start(small_scene, scene, with_poi
     the backbone sees them) and StartConfig(), as the pipeline does with no flags."""
     from test_nerfstudio import method_config
 
-    folder = small_scene
-    if not with_points:  # the same capture without its point file
-        folder = tmp_path / "capture"
-        shutil.copytree(small_scene, folder)
-        meta = json.loads((folder / "transforms.json").read_text())
-        (folder / meta.pop("ply_file_path")).unlink()
-        (folder / "transforms.json").write_text(json.dumps(meta))
+    folder = small_scene if with_points else without_point_file(small_scene, tmp_path / "capture")
     config = method_config("foresplat")
     config.pipeline.datamanager.data = folder
     config.pipeline.datamanager.dataparser = NerfstudioDataParserConfig(data=folder, eval_mode="filename")
