@@ -406,10 +406,6 @@ def scene_dataparser(path: Path):
             frames = meta.get("frames") or []
         except ValueError as err:
             raise ValueError(f"{path / 'transforms.json'} is not valid JSON: {err}") from err
-        files = [path / frame["file_path"] for frame in frames if "file_path" in frame]
-        factor = None
-        if files and not all(f.is_file() for f in files):
-            factor = _downscaled_folder(path, [f.name for f in files])
         listed_points = "ply_file_path" in meta
         if not listed_points and _has_sfm_points(path / _NS_PROCESS_DATA_MODEL):
             # An older ns-process-data wrote no point file: nerfstudio-data, asked for points, would stop at
@@ -421,6 +417,10 @@ def scene_dataparser(path: Path):
                 stacklevel=2,
             )
             return _colmap_dataparser(path, _NS_PROCESS_DATA_MODEL, "images")
+        files = [path / frame["file_path"] for frame in frames if "file_path" in frame]
+        factor = None
+        if files and not all(f.is_file() for f in files):
+            factor = _downscaled_folder(path, [f.name for f in files])
         config = NerfstudioDataParserConfig(load_3D_points=listed_points, downscale_factor=factor)
         if 2 <= len(frames) < 10 and not any(key in meta for key in ("train_filenames", "val_filenames", "test_filenames")):
             # nerfstudio trains on ceil(0.9 n) frames: with fewer than 10, on all, and nothing is held out to evaluate
